@@ -1,0 +1,66 @@
+# Data: the embedded demo set, image loading, and the train/validation split.
+
+
+rule make_demo_data:
+    output:
+        directory("results/demo_data"),
+    log:
+        "results/logs/make_demo_data.log",
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        demo=config["demo"],
+        train_folder=config["train_folder"],
+        test_folder=config["test_folder"],
+    script:
+        "../scripts/make_demo_data.py"
+
+
+rule load_images:
+    input:
+        unpack(data_inputs),
+    output:
+        "results/data/images.npz",
+    log:
+        "results/logs/load_images.log",
+    benchmark:
+        "results/benchmarks/load_images.tsv"
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        data_dir=str(DATA_DIR),
+        train_folder=config["train_folder"],
+        test_folder=config["test_folder"],
+        read_mode=config["read_mode"],
+        data_label=DATA_LABEL,
+    script:
+        "../scripts/load_images.py"
+
+
+rule split_train_val:
+    input:
+        "results/data/images.npz",
+    output:
+        "results/data/split.npz",
+    log:
+        "results/logs/split_train_val.log",
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        val_fraction=config["val_fraction"],
+        method=config["split"],
+        seed=config["split_seed"],
+    script:
+        "../scripts/split_train_val.py"

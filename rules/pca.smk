@@ -1,0 +1,71 @@
+# Preprocessing: z-score normalisation and PCA, per protocol and number of components.
+
+
+rule standardise:
+    input:
+        images="results/data/images.npz",
+        split="results/data/split.npz",
+    output:
+        "results/features/{protocol}/zscored.npz",
+    log:
+        "results/logs/standardise/{protocol}.log",
+    benchmark:
+        "results/benchmarks/standardise/{protocol}.tsv"
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/standardise.py"
+
+
+rule fit_pca:
+    input:
+        "results/features/{protocol}/zscored.npz",
+    output:
+        features="results/features/{protocol}/pca{n_components}/features.npz",
+        spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
+    log:
+        "results/logs/fit_pca/{protocol}-pca{n_components}.log",
+    benchmark:
+        "results/benchmarks/fit_pca/{protocol}-pca{n_components}.tsv"
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        spectrum_components=config["spectrum_components"],
+    script:
+        "../scripts/fit_pca.py"
+
+
+rule plot_pca:
+    input:
+        features="results/features/{protocol}/pca{n_components}/features.npz",
+        spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
+    output:
+        explained_variance=multiext(
+            "results/figures/pca/{protocol}-pca{n_components}/explained_variance",
+            ".png",
+            ".svg",
+        ),
+        projection=multiext(
+            "results/figures/pca/{protocol}-pca{n_components}/projection",
+            ".png",
+            ".svg",
+        ),
+    log:
+        "results/logs/plot_pca/{protocol}-pca{n_components}.log",
+    localrule: True
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/plot_pca.py"

@@ -1,0 +1,33 @@
+"""Rule fit_pca: fit PCA under one protocol and project every set onto its components."""
+
+import logging
+
+import numpy as np
+
+from pcann.features import pca_features, save_features, spectrum_table
+from pcann.io import load_npz, save_csv
+from pcann.rule import run_rule
+
+logger = logging.getLogger("pcann.fit_pca")
+
+
+def main(smk):
+    arrays = load_npz(smk.input[0])
+    features = pca_features(
+        zscored={part: arrays[part] for part in ("train", "val", "test")},
+        labels={part: arrays[f"y_{part}"] for part in ("train", "val", "test")},
+        classes=tuple(str(c) for c in arrays["classes"]),
+        protocol=smk.wildcards.protocol,
+        n_components=int(smk.wildcards.n_components),
+        n_spectrum=smk.params.spectrum_components,
+    )
+    logger.info(
+        "protocol %s: %d components keep %.4f of the variance (ratios %s)",
+        features.protocol, features.n_components, features.explained_variance_ratio.sum(),
+        np.array2string(features.explained_variance_ratio, precision=4),
+    )
+    save_features(smk.output.features, features, data_label=str(arrays["data_label"]))
+    save_csv(smk.output.spectrum, spectrum_table(features.spectrum, features.n_components))
+
+
+run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

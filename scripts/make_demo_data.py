@@ -1,0 +1,16 @@
+"""Rule make_demo_data: write the embedded demo image set."""
+
+from pcann.demo import generate_demo_dataset
+from pcann.rule import run_rule
+
+
+def main(smk):
+    generate_demo_dataset(
+        smk.output[0],
+        train_folder=smk.params.train_folder,
+        test_folder=smk.params.test_folder,
+        **smk.params.demo,
+    )
+
+
+run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

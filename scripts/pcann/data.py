@@ -1,0 +1,240 @@
+"""Image-folder datasets: ``<data_dir>/<split folder>/<class>/<image>``.
+
+The class of an image is the name of its folder. Classes are the sorted sub-folder names and the
+files of a class are read in sorted order, so a dataset always loads in the same order.
+
+Images are read with OpenCV. The default mode, ``color``, is ``cv2.imread`` with its default
+flags: three channels, alpha dropped, which is what the reference study did. ``grey`` gives one
+channel and ``unchanged`` keeps whatever the file stores (e.g. 4 channels for grey+alpha PNGs as
+OpenCV expands them, 16-bit samples). Within one dataset every image must have the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import DataError
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes OpenCV can decode that we treat as images (case-insensitive).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+)
+#: Files that operating systems and tools drop into folders; skipped silently apart from a warning.
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
+READ_MODES = ("color", "grey", "unchanged")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """One split of an image-folder dataset, flattened to one row per image."""
+
+    X: np.ndarray  # (n_images, n_features), the decoder's dtype (uint8 for 8-bit files)
+    y: np.ndarray  # (n_images,) int64 index into ``classes``
+    classes: tuple[str, ...]
+    files: tuple[str, ...]  # paths relative to the split folder, in row order
+    image_shape: tuple[int, ...]  # (height, width) or (height, width, channels)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+
+def _cv2_flag(mode: str) -> int:
+    import cv2
+
+    flags = {
+        "color": cv2.IMREAD_COLOR,
+        "grey": cv2.IMREAD_GRAYSCALE,
+        "unchanged": cv2.IMREAD_UNCHANGED,
+    }
+    if mode not in flags:
+        raise DataError(f"read mode {mode!r} is not one of {', '.join(READ_MODES)}")
+    return flags[mode]
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a file name that the loader reads as an image (not hidden, not a system file)."""
+    return (
+        not path.name.startswith(".")
+        and path.name.lower() not in SYSTEM_FILES
+        and path.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def scan_split(split_dir: str | os.PathLike) -> tuple[dict[str, list[Path]], list[Path]]:
+    """List the image files of each class folder and the entries skipped as non-images.
+
+    Returns ``({class: sorted image paths}, skipped)``. Errors name the folder at fault.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        what = "is not a folder" if split_dir.exists() else "does not exist"
+        raise DataError(f"{split_dir} {what}; expected a folder with one sub-folder per class")
+    images: dict[str, list[Path]] = {}
+    skipped: list[Path] = []
+    for entry in sorted(split_dir.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            images[entry.name] = []
+            for item in sorted(entry.iterdir()):
+                (images[entry.name] if item.is_file() and is_image_file(item) else skipped).append(item)
+        else:
+            skipped.append(entry)
+    if not images:
+        raise DataError(f"{split_dir} has no class sub-folders; expected <class>/<image> inside it")
+    for name, files in images.items():
+        if not files:
+            raise DataError(
+                f"class folder {split_dir / name} contains no images "
+                f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+    if skipped:
+        logger.warning(
+            "skipped %d non-image entries in %s: %s",
+            len(skipped),
+            split_dir,
+            ", ".join(str(p.relative_to(split_dir)) for p in skipped),
+        )
+    return images, skipped
+
+
+def read_image(path: Path, mode: str = "color") -> np.ndarray:
+    """Decode one image file; a corrupt or truncated file is a :class:`DataError` naming it."""
+    import cv2
+
+    # imdecode on the bytes we read ourselves: imread would return None for a path with
+    # non-ASCII characters on some platforms, hiding the real problem.
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
+    image = cv2.imdecode(raw, _cv2_flag(mode)) if raw.size else None
+    if image is None:
+        raise DataError(f"{path} is not a readable image (corrupt, truncated or not an image file)")
+    if _is_truncated_png(path, raw):
+        raise DataError(f"{path} is a truncated PNG (no IEND chunk); re-export or remove it")
+    return image
+
+
+def _is_truncated_png(path: Path, raw: np.ndarray) -> bool:
+    # libpng decodes a PNG cut inside its last IDAT chunk with only a warning and zero-filled
+    # rows; checking for the IEND trailer catches that silent corruption.
+    return path.suffix.lower() == ".png" and raw[-12:].tobytes()[4:8] != b"IEND"
+
+
+def load_split(
+    split_dir: str | os.PathLike,
+    mode: str = "color",
+    classes: tuple[str, ...] | None = None,
+    expected_shape: tuple[int, ...] | None = None,
+) -> ImageSet:
+    """Load one split folder.
+
+    ``classes`` fixes the label order (the training classes when loading a test folder): a class
+    folder not in it is an error. ``expected_shape`` is the image shape every file must have.
+    """
+    _cv2_flag(mode)  # validate the mode before touching any file
+    split_dir = Path(split_dir)
+    found, _ = scan_split(split_dir)
+    if classes is None:
+        classes = tuple(found)
+        if len(classes) < 2:
+            raise DataError(
+                f"{split_dir} has {len(classes)} class folder ({', '.join(classes)}); "
+                "a classifier needs at least 2 classes"
+            )
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{split_dir} has class folder(s) {', '.join(unknown)} that the training folder "
+                f"does not have (training classes: {', '.join(classes)})"
+            )
+    rows, labels, names = [], [], []
+    first_file: Path | None = None
+    for label, name in enumerate(classes):
+        for path in found.get(name, []):
+            image = read_image(path, mode)
+            if expected_shape is None:
+                expected_shape, first_file = image.shape, path
+            elif image.shape != tuple(expected_shape):
+                reference = f"the first image {first_file}" if first_file else "the training images"
+                raise DataError(
+                    f"{path} has shape {_describe(image.shape)} but {reference} has "
+                    f"{_describe(expected_shape)}; all images of a dataset must share size and "
+                    "channel count"
+                )
+            if rows and image.dtype != rows[0].dtype:
+                raise DataError(f"{path} has sample type {image.dtype}, the others {rows[0].dtype}")
+            rows.append(image.reshape(-1))
+            labels.append(label)
+            names.append(str(path.relative_to(split_dir)))
+    return ImageSet(
+        X=np.stack(rows),
+        y=np.asarray(labels, dtype=np.int64),
+        classes=tuple(classes),
+        files=tuple(names),
+        image_shape=tuple(expected_shape),
+    )
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    height, width = shape[:2]
+    channels = shape[2] if len(shape) == 3 else 1
+    return f"{height}x{width} with {channels} channel{'s' if channels != 1 else ''}"
+
+
+def load_dataset(
+    data_dir: str | os.PathLike,
+    train_folder: str = "Data_train",
+    test_folder: str = "Data_test",
+    mode: str = "color",
+) -> tuple[ImageSet, ImageSet]:
+    """Load the training and test folders of a dataset with one class order and image shape."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist or is not a folder")
+    train = load_split(data_dir / train_folder, mode)
+    test = load_split(data_dir / test_folder, mode, classes=train.classes, expected_shape=train.image_shape)
+    missing = sorted(set(train.classes) - {train.classes[i] for i in np.unique(test.y)})
+    if missing:
+        logger.warning("test folder has no images of class(es) %s", ", ".join(missing))
+    return train, test
+
+
+def save_dataset(path: str | os.PathLike, train: ImageSet, test: ImageSet, data_label: str = "") -> None:
+    """Write both splits to one pickle-free ``.npz`` (``data_label`` marks demo data)."""
+    from .io import save_npz
+
+    save_npz(
+        path,
+        X_train_folder=train.X,
+        y_train_folder=train.y,
+        X_test=test.X,
+        y_test=test.y,
+        classes=np.asarray(train.classes, dtype=str),
+        train_files=np.asarray(train.files, dtype=str),
+        test_files=np.asarray(test.files, dtype=str),
+        image_shape=np.asarray(train.image_shape, dtype=np.int64),
+        data_label=np.asarray(data_label, dtype=str),
+    )
+
+
+def load_saved_dataset(path: str | os.PathLike) -> tuple[ImageSet, ImageSet, str]:
+    """Inverse of :func:`save_dataset`: ``(train, test, data_label)``."""
+    from .io import load_npz
+
+    arrays = load_npz(path)
+    classes = tuple(str(c) for c in arrays["classes"])
+    shape = tuple(int(s) for s in arrays["image_shape"])
+    train = ImageSet(arrays["X_train_folder"], arrays["y_train_folder"], classes,
+                     tuple(map(str, arrays["train_files"])), shape)
+    test = ImageSet(arrays["X_test"], arrays["y_test"], classes,
+                    tuple(map(str, arrays["test_files"])), shape)
+    return train, test, str(arrays["data_label"])

@@ -1,0 +1,100 @@
+"""The embedded demo dataset: small, deterministic, fruit-like images.
+
+A fresh clone has no data, so the workflow generates this set when no ``data_dir`` is configured.
+It mimics the study's images (grey fruit on a white background, saved as RGBA PNGs) in the same
+``Data_train/<Class>/*.png`` layout, and is deliberately hard enough that two principal components
+do not separate the classes perfectly: sizes, positions, brightness and outlines vary and overlap.
+It is NOT the study's data; everything computed from it is labelled as demo data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+DEMO_CLASSES = ("Carambula", "Lychee", "Pear")
+DEMO_BANNER = "DEMO DATA: synthetic fruit-like images, not the study's dataset"
+
+
+def _outline(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Polygon of one fruit silhouette in pixel coordinates, jittered per image."""
+    angles = np.linspace(0.0, 2.0 * np.pi, 200, endpoint=False)
+    scale = size * rng.uniform(0.28, 0.42)
+    rotation = rng.uniform(0, 2 * np.pi)
+    if kind == "Carambula":  # five-lobed star fruit
+        radius = 1.0 + rng.uniform(0.15, 0.35) * np.cos(5 * (angles + rotation))
+        x, y = radius * np.cos(angles), radius * np.sin(angles)
+    elif kind == "Lychee":  # round, slightly bumpy
+        radius = 0.85 + rng.uniform(0.0, 0.08) * np.sin(11 * angles + rotation)
+        x, y = radius * np.cos(angles), radius * np.sin(angles)
+    else:  # Pear: a wider bottom and a narrower top
+        x, y = np.cos(angles), np.sin(angles)
+        y = y * 1.25
+        x = x * (0.75 + 0.35 * (y / 1.25 + 1.0) / 2.0 * rng.uniform(0.8, 1.2))
+        tilt = rng.uniform(-0.5, 0.5)
+        x, y = x * np.cos(tilt) - y * np.sin(tilt), x * np.sin(tilt) + y * np.cos(tilt)
+    centre = size / 2 + rng.normal(0.0, size * 0.06, size=2)
+    return np.stack([centre[0] + scale * x, centre[1] + scale * y], axis=1)
+
+
+def render_fruit(kind: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """One ``size`` x ``size`` RGBA (as OpenCV's BGRA) image of a grey fruit on white."""
+    import cv2
+
+    upsample = 8  # draw large and shrink, for anti-aliased edges like the study's thumbnails
+    big = size * upsample
+    canvas = np.full((big, big), 255.0, dtype=np.float32)
+    outline = np.round(_outline(kind, rng, size) * upsample).astype(np.int32)
+    mask = np.zeros((big, big), dtype=np.uint8)
+    cv2.fillPoly(mask, [outline], 255)
+    tone = {"Carambula": 150.0, "Lychee": 120.0, "Pear": 135.0}[kind] + rng.normal(0.0, 22.0)
+    # a soft highlight makes the fruit look lit from the top left, at a random strength
+    yy, xx = np.mgrid[0:big, 0:big] / big
+    shading = tone + rng.uniform(10, 50) * (1.0 - (xx + yy))
+    canvas[mask > 0] = shading[mask > 0]
+    grey = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    grey = np.clip(grey + rng.normal(0.0, 6.0, size=grey.shape), 0, 255).astype(np.uint8)
+    alpha = np.full_like(grey, 255)
+    return np.dstack([grey, grey, grey, alpha])
+
+
+def generate_demo_dataset(
+    out_dir: str | Path,
+    n_train_per_class: int = 120,
+    n_test_per_class: int = 40,
+    image_size: int = 32,
+    seed: int = 0,
+    train_folder: str = "Data_train",
+    test_folder: str = "Data_test",
+) -> Path:
+    """Write the demo dataset under ``out_dir`` (same layout as the real data); return ``out_dir``.
+
+    The same arguments always give byte-identical files.
+    """
+    import cv2
+
+    out_dir = Path(out_dir)
+    for split, folder, count in (
+        ("train", train_folder, n_train_per_class),
+        ("test", test_folder, n_test_per_class),
+    ):
+        for class_index, kind in enumerate(DEMO_CLASSES):
+            # one independent stream per split and class: changing a count leaves others alone
+            rng = np.random.default_rng([seed, class_index, 0 if split == "train" else 1])
+            class_dir = out_dir / folder / kind
+            class_dir.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                image = render_fruit(kind, rng, image_size)
+                ok, encoded = cv2.imencode(".png", image)
+                if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGRA array
+                    raise RuntimeError(f"OpenCV could not encode demo image {kind} {index}")
+                with atomic_path(class_dir / f"{kind}_{split}_{index}.png") as tmp:
+                    tmp.write_bytes(encoded.tobytes())
+    logger.warning("%s written to %s", DEMO_BANNER, out_dir)
+    return out_dir

@@ -1,0 +1,54 @@
+"""Glue between a Snakemake ``script:`` directive and the library.
+
+``run_rule(snakemake, main)`` gives every rule script the same behaviour: its log file receives
+logging output, Python warnings and any traceback; BLAS/OpenMP threads are pinned to the rule's
+``threads`` so parallel jobs do not oversubscribe the cores; and a :class:`~pcann.PcannError`
+(bad input) ends the job with one clear message on stderr instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Callable
+
+from . import PcannError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(log_path: str | None) -> logging.Logger:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    # matplotlib and PIL chatter at INFO is noise in a rule log.
+    for noisy in ("matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logging.getLogger("pcann")
+
+
+def run_rule(snakemake, main: Callable[[object], None]) -> None:
+    """Run ``main(snakemake)`` with logging, thread pinning and clean user-error reporting."""
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    logger = configure_logging(log_path)
+    from threadpoolctl import threadpool_limits
+
+    try:
+        with threadpool_limits(limits=max(1, int(snakemake.threads))):
+            main(snakemake)
+    except PcannError as exc:
+        logger.error("%s", exc)
+        logger.debug("traceback:\n%s", traceback.format_exc())
+        sys.exit(1)
+    except Exception:
+        logger.error("unexpected failure in rule %s:\n%s", snakemake.rule, traceback.format_exc())
+        sys.exit(1)
