@@ -6,10 +6,14 @@ from pathlib import Path
 from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from pcann.config import check_config  # noqa: E402
 from pcann.data import is_image_file  # noqa: E402
 from pcann.demo import DEMO_BANNER  # noqa: E402
 
-validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+# Our check first, for one readable line per problem; then Snakemake's, which fills defaults.
+check_config(config, CONFIG_SCHEMA)
+validate(config, CONFIG_SCHEMA)
 
 
 def check_data_dir():

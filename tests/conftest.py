@@ -1,0 +1,94 @@
+"""Shared fixtures: the library on sys.path, image-folder builders, a workflow runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+#: What a workflow copy needs; results/ and Snakemake's state are never copied.
+WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles")
+#: A demo set small enough that the whole workflow runs in seconds.
+TINY_DEMO = {"n_train_per_class": 20, "n_test_per_class": 8, "image_size": 16, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def fruits_dir() -> Path:
+    """The real dataset, from $PCANN_FRUITS_DIR; tests needing it skip only when it is unset."""
+    value = os.environ.get("PCANN_FRUITS_DIR")
+    if not value:
+        pytest.skip("PCANN_FRUITS_DIR is not set (point it at the fruits folder to run this test)")
+    path = Path(value)
+    assert path.is_dir(), f"PCANN_FRUITS_DIR={value} is set but is not a folder"
+    return path
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    assert ok
+    path.write_bytes(encoded.tobytes())
+    return path
+
+
+def make_dataset(
+    root: Path,
+    classes=("apple", "banana", "cherry"),
+    n_train: int = 6,
+    n_test: int = 3,
+    shape=(8, 8, 4),
+    seed: int = 0,
+) -> Path:
+    """A small random image-folder dataset: ``root/Data_{train,test}/<class>/<i>.png``."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("Data_train", n_train), ("Data_test", n_test)):
+        for index, name in enumerate(classes):
+            for i in range(count):
+                image = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                image[..., 0] = np.clip(image[..., 0].astype(int) // 4 + 60 * index, 0, 255)
+                write_image(root / split / name / f"{name}_{i:03d}.png", image)
+    return root
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow's source files (not its results) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for item in WORKFLOW_ITEMS:
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, dest / item, ignore=ignore)
+        else:
+            shutil.copy2(source, dest / item)
+    return dest
+
+
+def snakemake_command() -> list[str]:
+    return [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600):
+    """Run snakemake in ``workdir``; on an unexpected exit code, fail with its output."""
+    result = subprocess.run(
+        [*snakemake_command(), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"snakemake {' '.join(args)} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-5000:]}\n--- stderr ---\n{result.stderr[-8000:]}"
+        )
+    return result

@@ -1,0 +1,67 @@
+"""Configuration validation: every bad value is named with its key and the expected form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from pcann.config import ConfigError, check_config, config_errors, load_schema
+
+SCHEMA_PATH = REPO / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return load_schema(SCHEMA_PATH)
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(config):
+    check_config(config, SCHEMA_PATH)
+
+
+def test_every_shipped_key_has_a_comment():
+    for number, line in enumerate((REPO / "config.yaml").read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith(("#", "-")) and ":" in line:
+            assert "#" in line, f"config.yaml line {number} has no comment: {line!r}"
+
+
+def test_every_schema_default_matches_the_shipped_config(schema, config):
+    for key, spec in schema["properties"].items():
+        if "default" in spec and key in config and not isinstance(spec["default"], dict):
+            assert config[key] == spec["default"], f"config.yaml and schema disagree on {key}"
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"n_components": -1}, r"config key n_components: -1 is less than the minimum of 1; expected integer, >= 1"),
+        ({"n_components": "abc"}, r"config key n_components: 'abc' is not of type 'integer'"),
+        ({"val_fraction": 1.5}, r"config key val_fraction: .*expected number, > 0, < 1"),
+        ({"tpyo": 3}, r"config key tpyo: .*unknown key; known keys here: .*data_dir"),
+        ({"demo": {"seed": 0, "colour": 1}}, r"config key demo.colour: .*unknown key"),
+        ({"protocol": "leaky"}, r"config key protocol: .*expected one of study, train-only"),
+        ({"read_mode": "rgb"}, r"config key read_mode: .*expected one of color, grey, unchanged"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_expected_form(config, change, expected):
+    config.update(change)
+    with pytest.raises(ConfigError, match=expected):
+        check_config(config, SCHEMA_PATH)
+
+
+def test_all_problems_are_listed_at_once(schema, config):
+    config.update({"n_components": 0, "split_seed": "ten"})
+    assert len(config_errors(config, schema)) == 2
+
+
+def test_runtime_settings_stay_out_of_config(schema):
+    runtime_words = {"threads", "cores", "mem_mb", "memory", "runtime", "partition", "account"}
+    assert not runtime_words & set(schema["properties"])

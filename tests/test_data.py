@@ -1,0 +1,200 @@
+"""The image-folder loader: layouts, skipped files, and every error named in the docs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import make_dataset, write_image
+
+from pcann import DataError
+from pcann.data import load_dataset, load_saved_dataset, load_split, save_dataset
+from pcann.demo import DEMO_CLASSES, generate_demo_dataset
+
+
+def test_classes_are_sorted_folder_names_and_rows_follow_sorted_files(tmp_path):
+    make_dataset(tmp_path, classes=("zucchini", "apple", "mango"), n_train=3, n_test=2)
+    train, test = load_dataset(tmp_path)
+    assert train.classes == ("apple", "mango", "zucchini")
+    assert train.files[:3] == ("apple/apple_000.png", "apple/apple_001.png", "apple/apple_002.png")
+    assert train.y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert test.y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "mode, shape, n_features",
+    [("color", (8, 8, 4), 8 * 8 * 3), ("grey", (8, 8, 4), 8 * 8), ("unchanged", (8, 8, 4), 8 * 8 * 4),
+     ("color", (5, 7), 5 * 7 * 3), ("unchanged", (5, 7), 5 * 7)],
+)
+def test_read_modes_give_the_documented_channel_counts(tmp_path, mode, shape, n_features):
+    make_dataset(tmp_path, n_train=2, n_test=1, shape=shape)
+    train, test = load_dataset(tmp_path, mode=mode)
+    assert train.X.shape == (6, n_features) and test.X.shape == (3, n_features)
+    assert train.X.dtype == np.uint8
+
+
+def test_colour_mode_drops_alpha_and_matches_cv2_imread(tmp_path):
+    import cv2
+
+    make_dataset(tmp_path, n_train=1, n_test=1)
+    train = load_split(tmp_path / "Data_train")
+    expected = cv2.imread(str(tmp_path / "Data_train" / "apple" / "apple_000.png"))
+    np.testing.assert_array_equal(train.X[0], expected.reshape(-1))
+
+
+def test_any_number_of_classes_and_image_size(tmp_path):
+    make_dataset(tmp_path, classes=tuple(f"c{i}" for i in range(7)), n_train=2, n_test=1, shape=(3, 11, 3))
+    train, test = load_dataset(tmp_path)
+    assert len(train.classes) == 7 and train.image_shape == (3, 11, 3) and train.n_features == 99
+
+
+def test_custom_folder_names(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    (tmp_path / "Data_train").rename(tmp_path / "learn")
+    (tmp_path / "Data_test").rename(tmp_path / "holdout")
+    train, test = load_dataset(tmp_path, train_folder="learn", test_folder="holdout")
+    assert len(train.y) == 6 and len(test.y) == 3
+
+
+def test_non_image_files_are_skipped_with_one_warning_listing_them(tmp_path, caplog):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    junk = ["apple/.DS_Store", "apple/Thumbs.db", "banana/desktop.ini", "banana/notes.txt", ".DS_Store"]
+    for name in junk:
+        (tmp_path / "Data_train" / name).write_bytes(b"not an image")
+    (tmp_path / "Data_train" / "apple" / ".hidden.png").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="pcann"):
+        train = load_split(tmp_path / "Data_train")
+    assert len(train.y) == 6
+    warnings = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1
+    for name in junk:
+        assert name in warnings[0].getMessage()
+
+
+def _first_train_image(root):
+    return root / "Data_train" / "apple" / "apple_000.png"
+
+
+def test_corrupt_image_is_named(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    _first_train_image(tmp_path).write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    with pytest.raises(DataError, match=r"apple_000\.png is not a readable image"):
+        load_dataset(tmp_path)
+
+
+def test_truncated_png_is_named(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1, shape=(32, 32, 3))
+    path = _first_train_image(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 20])
+    with pytest.raises(DataError, match=r"apple_000\.png"):
+        load_dataset(tmp_path)
+
+
+def test_image_of_another_size_is_named_with_both_shapes(tmp_path):
+    make_dataset(tmp_path, n_train=3, n_test=1)
+    write_image(tmp_path / "Data_train" / "banana" / "banana_001.png", np.zeros((9, 8, 4), np.uint8))
+    with pytest.raises(DataError, match=r"banana_001\.png has shape 9x8 with 3 channels .* 8x8 with 3"):
+        load_dataset(tmp_path)
+
+
+def test_image_with_other_channel_count_is_named_in_unchanged_mode(tmp_path):
+    make_dataset(tmp_path, n_train=3, n_test=1)
+    write_image(tmp_path / "Data_train" / "cherry" / "cherry_002.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"cherry_002\.png has shape 8x8 with 1 channel "):
+        load_dataset(tmp_path, mode="unchanged")
+
+
+def test_test_image_must_match_training_shape(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    write_image(tmp_path / "Data_test" / "apple" / "apple_000.png", np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"Data_test/apple/apple_000\.png has shape 4x4"):
+        load_dataset(tmp_path)
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    (tmp_path / "Data_train" / "durian").mkdir()
+    (tmp_path / "Data_train" / "durian" / ".DS_Store").write_bytes(b"")
+    with pytest.raises(DataError, match=r"Data_train/durian contains no images"):
+        load_dataset(tmp_path)
+
+
+def test_test_class_missing_from_training_is_named(tmp_path):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    write_image(tmp_path / "Data_test" / "durian" / "d.png", np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(DataError, match=r"Data_test has class folder\(s\) durian that the training"):
+        load_dataset(tmp_path)
+
+
+def test_single_class_is_refused(tmp_path):
+    make_dataset(tmp_path, classes=("apple",), n_train=2, n_test=1)
+    with pytest.raises(DataError, match=r"1 class folder \(apple\); a classifier needs at least 2"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("missing", ["Data_train", "Data_test"])
+def test_missing_split_folder_is_named(tmp_path, missing):
+    make_dataset(tmp_path, n_train=2, n_test=1)
+    import shutil
+
+    shutil.rmtree(tmp_path / missing)
+    with pytest.raises(DataError, match=rf"{missing} does not exist"):
+        load_dataset(tmp_path)
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere does not exist"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_unknown_read_mode_is_refused(tmp_path):
+    make_dataset(tmp_path, n_train=1, n_test=1)
+    with pytest.raises(DataError, match=r"read mode 'rgb' is not one of color, grey, unchanged"):
+        load_dataset(tmp_path, mode="rgb")
+
+
+def test_saved_dataset_round_trips_without_pickle(tmp_path):
+    make_dataset(tmp_path / "data", n_train=2, n_test=1)
+    train, test = load_dataset(tmp_path / "data")
+    save_dataset(tmp_path / "images.npz", train, test, data_label="demo")
+    with np.load(tmp_path / "images.npz", allow_pickle=False) as archive:
+        assert all(archive[name].dtype != object for name in archive.files)
+    train2, test2, label = load_saved_dataset(tmp_path / "images.npz")
+    np.testing.assert_array_equal(train2.X, train.X)
+    assert train2.classes == train.classes and test2.files == test.files and label == "demo"
+
+
+def test_demo_dataset_is_deterministic_and_in_the_real_layout(tmp_path):
+    first = generate_demo_dataset(tmp_path / "a", n_train_per_class=6, n_test_per_class=2, image_size=16)
+    second = generate_demo_dataset(tmp_path / "b", n_train_per_class=6, n_test_per_class=2, image_size=16)
+    files = sorted(p.relative_to(first) for p in first.rglob("*.png"))
+    assert len(files) == 3 * (6 + 2)
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes()
+    import cv2
+
+    image = cv2.imread(str(first / files[0]), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (16, 16, 4)  # RGBA, like the study's files as OpenCV reads them
+    train, test = load_dataset(first)
+    assert train.classes == DEMO_CLASSES and len(test.y) == 6
+
+
+def test_demo_data_is_not_trivially_separable_by_two_components(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from pcann.features import build_features
+
+    generate_demo_dataset(tmp_path, n_train_per_class=60, n_test_per_class=20)
+    train, test = load_dataset(tmp_path)
+    f = build_features(train, test, protocol="train-only")
+    accuracy = KNeighborsClassifier(5).fit(f.X_train, f.y_train).score(f.X_test, f.y_test)
+    assert 0.45 < accuracy < 0.98  # learnable, but PCA(2) leaves classes overlapping
+
+
+def test_real_dataset_shape(fruits_dir):
+    train, test = load_dataset(fruits_dir)
+    assert train.classes == ("Carambula", "Lychee", "Pear")
+    assert train.X.shape == (1470, 3072) and test.X.shape == (498, 3072)
+    assert np.bincount(train.y).tolist() == [490] * 3 and np.bincount(test.y).tolist() == [166] * 3

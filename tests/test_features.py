@@ -1,0 +1,136 @@
+"""Split, z-score and PCA under both protocols, checked against direct numpy computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pcann import PcannError
+from pcann.data import ImageSet, load_dataset
+from pcann.features import build_features, check_n_components, split_indices
+
+
+def _image_set(rng, n, n_features=12, n_classes=3):
+    X = rng.integers(0, 256, size=(n, n_features)).astype(np.uint8)
+    X[:, 0] = 7  # a constant feature: its zero std must not produce NaNs
+    y = np.arange(n) % n_classes
+    return ImageSet(X, y.astype(np.int64), tuple("abc"[:n_classes]), tuple(map(str, range(n))), (n_features,))
+
+
+def _zscore(X, reference):
+    mean = reference.mean(axis=0)
+    std = reference.std(axis=0)  # population std, as the study
+    std[std == 0] = 1.0
+    return (X - mean) / std
+
+
+def _pca_numpy(fit_rows, n_components):
+    """PCA by eigen-decomposition of the covariance: axes, sign-free, and variance ratios."""
+    centred = fit_rows - fit_rows.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(centred, rowvar=False))
+    order = np.argsort(eigenvalues)[::-1]
+    axes = eigenvectors[:, order[:n_components]]
+    return fit_rows.mean(axis=0), axes, eigenvalues[order] / eigenvalues.sum()
+
+
+def _assert_same_up_to_sign(actual, expected):
+    for column in range(expected.shape[1]):
+        sign = np.sign(np.dot(actual[:, column], expected[:, column]))
+        np.testing.assert_allclose(actual[:, column], sign * expected[:, column], rtol=1e-7, atol=1e-9)
+
+
+@pytest.fixture
+def dataset():
+    rng = np.random.default_rng(3)
+    return _image_set(rng, 50), _image_set(rng, 15)
+
+
+def test_study_protocol_matches_numpy(dataset):
+    train, test = dataset
+    f = build_features(train, test, protocol="study", n_components=3)
+    perm = np.random.RandomState(10).permutation(50)
+    val_idx, train_idx = perm[:10], perm[10:]
+    whole = _zscore(train.X.astype(float), train.X.astype(float))
+    mean, axes, ratios = _pca_numpy(whole, 3)
+    _assert_same_up_to_sign(f.X_train, (whole[train_idx] - mean) @ axes)
+    _assert_same_up_to_sign(f.X_val, (whole[val_idx] - mean) @ axes)
+    own_test = _zscore(test.X.astype(float), test.X.astype(float))  # the test set's own statistics
+    _assert_same_up_to_sign(f.X_test, (own_test - mean) @ axes)
+    np.testing.assert_allclose(f.explained_variance_ratio, ratios[:3], rtol=1e-7)
+    np.testing.assert_array_equal(f.y_train, train.y[train_idx])
+    np.testing.assert_array_equal(f.y_val, train.y[val_idx])
+
+
+def test_train_only_protocol_matches_numpy(dataset):
+    train, test = dataset
+    f = build_features(train, test, protocol="train-only", n_components=2)
+    perm = np.random.RandomState(10).permutation(50)
+    val_idx, train_idx = perm[:10], perm[10:]
+    fit_on = train.X[train_idx].astype(float)
+    mean, axes, ratios = _pca_numpy(_zscore(fit_on, fit_on), 2)
+    for actual, X in ((f.X_train, fit_on), (f.X_val, train.X[val_idx]), (f.X_test, test.X)):
+        _assert_same_up_to_sign(actual, (_zscore(X.astype(float), fit_on) - mean) @ axes)
+    np.testing.assert_allclose(f.explained_variance_ratio, ratios[:2], rtol=1e-7)
+
+
+def test_protocols_differ_only_where_they_should(dataset):
+    train, test = dataset
+    study = build_features(train, test, protocol="study")
+    leak_free = build_features(train, test, protocol="train-only")
+    np.testing.assert_array_equal(study.y_train, leak_free.y_train)
+    assert not np.allclose(np.abs(study.X_test), np.abs(leak_free.X_test))
+
+
+@pytest.mark.parametrize("n, fraction, n_val", [(1470, 0.2, 294), (10, 0.2, 2), (11, 0.2, 2), (99, 0.5, 49)])
+def test_study_split_sizes_use_floor(n, fraction, n_val):
+    train_idx, val_idx = split_indices(np.zeros(n), fraction, "study", 10)
+    assert len(val_idx) == n_val and len(train_idx) == n - n_val
+    assert sorted(np.concatenate([train_idx, val_idx]).tolist()) == list(range(n))
+
+
+def test_study_split_is_the_seeded_permutation_and_deterministic():
+    train_idx, val_idx = split_indices(np.zeros(30), 0.2, "study", 10)
+    np.random.seed(10)
+    perm = np.random.permutation(30)
+    np.testing.assert_array_equal(val_idx, perm[:6])
+    np.testing.assert_array_equal(train_idx, perm[6:])
+    other_train, _ = split_indices(np.zeros(30), 0.2, "study", 11)
+    assert not np.array_equal(train_idx, other_train)
+
+
+def test_stratified_split_keeps_class_proportions_and_is_seeded():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    train_idx, val_idx = split_indices(y, 0.2, "stratified", 4)
+    assert np.bincount(y[val_idx]).tolist() == [10, 6, 4]
+    again, _ = split_indices(y, 0.2, "stratified", 4)
+    np.testing.assert_array_equal(train_idx, again)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 0.01])
+def test_impossible_validation_fraction_is_refused(fraction):
+    with pytest.raises(PcannError, match="val_fraction"):
+        split_indices(np.zeros(20), fraction, "study", 10)
+
+
+def test_too_many_components_is_refused_with_the_limit():
+    with pytest.raises(PcannError, match=r"n_components=13 .* min\(n_samples=40, n_features=12\) = 12"):
+        check_n_components(13, 40, 12)
+
+
+def test_unknown_protocol_is_refused(dataset):
+    with pytest.raises(PcannError, match="protocol must be one of study, train-only"):
+        build_features(*dataset, protocol="magic")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("protocol", ["study", "train-only"])
+def test_real_data_features(fruits_dir, protocol, record_property):
+    train, test = load_dataset(fruits_dir)
+    f = build_features(train, test, protocol=protocol)
+    assert f.X_train.shape == (1176, 2) and f.X_val.shape == (294, 2) and f.X_test.shape == (498, 2)
+    for X in (f.X_train, f.X_val, f.X_test):
+        assert np.isfinite(X).all()
+    ratios = f.explained_variance_ratio
+    record_property("explained_variance_ratio", ratios.tolist())
+    print(f"{protocol}: explained-variance ratios {ratios[0]:.4f} {ratios[1]:.4f}")
+    assert 0.05 < ratios[1] < ratios[0] < 0.5

@@ -1,0 +1,48 @@
+"""Pins: requirements.txt (pip) and envs/pcann.yaml (conda) pin the same versions."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from conftest import REPO
+
+
+def _pip_pins(path):
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)", line).groups()
+            pins[name.lower()] = version
+    return pins
+
+
+def _conda_pins(path):
+    pins = {}
+    for item in yaml.safe_load(path.read_text())["dependencies"]:
+        entries = item["pip"] if isinstance(item, dict) else [item]
+        for entry in entries:
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==?\s*([^\s]+)", entry)
+            if match:
+                pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_every_requirement_is_pinned_exactly():
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        assert not line or "==" in line, f"requirements.txt: {line!r} is not pinned with =="
+
+
+def test_conda_environment_mirrors_requirements():
+    pip = _pip_pins(REPO / "requirements.txt")
+    conda = _conda_pins(REPO / "envs" / "pcann.yaml")
+    conda.pop("python", None)
+    assert conda == pip
+
+
+def test_required_packages_are_all_there():
+    needed = {"snakemake", "numpy", "scikit-learn", "opencv-python-headless", "matplotlib", "pandas", "pytest", "snakefmt"}
+    assert needed <= set(_pip_pins(REPO / "requirements.txt"))
+    assert int(_pip_pins(REPO / "requirements.txt")["snakemake"].split(".")[0]) == 9
