@@ -2,8 +2,9 @@
 #
 #   snakemake --cores 4                                # the embedded demo data
 #   snakemake --cores 4 --config data_dir=PATH         # real data: PATH/Data_train, PATH/Data_test
+#   snakemake --report results/report.html             # the HTML report, after a run
 #
-# This file validates the configuration and includes one rules file per concern.
+# This file validates the configuration (rules/common.smk) and includes one file per concern.
 
 
 from snakemake.utils import min_version, validate
@@ -14,12 +15,17 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pca.smk"
+include: "rules/train.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        pca_outputs(config["protocol"], config["n_components"]),
+        study_outputs(),

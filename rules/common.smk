@@ -1,4 +1,5 @@
-# Configuration checks and helpers shared by every rules file.
+# Configuration checks, the study plan, and helpers shared by every rules file.
+import math
 import os
 import sys
 from pathlib import Path
@@ -6,9 +7,18 @@ from pathlib import Path
 from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
-from pcann.config import check_config  # noqa: E402
-from pcann.data import is_image_file  # noqa: E402
-from pcann.demo import DEMO_BANNER  # noqa: E402
+from pcann.config import check_config, check_plan_fits_data  # noqa: E402
+from pcann.data import image_files, read_image  # noqa: E402
+from pcann.demo import DEMO_BANNER, DEMO_CLASSES  # noqa: E402
+from pcann.grid import (  # noqa: E402
+    RUN_ID_TEMPLATE,
+    RUNS_ROOT,
+    WILDCARD_PATTERNS,
+    Setting,
+    estimated_seconds,
+    study_plan,
+    unique_settings,
+)
 
 CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 # Our check first, for one readable line per problem; then Snakemake's, which fills defaults.
@@ -35,20 +45,62 @@ def check_data_dir():
 
 
 USE_DEMO = config["data_dir"] is None
-DATA_DIR = Path("results/demo_data") if USE_DEMO else check_data_dir()
 DATA_LABEL = DEMO_BANNER if USE_DEMO else None
 if USE_DEMO:
+    DATA_DIR = Path("results/demo_data")
+    IMAGE_FILES = {}
+    N_TRAIN_FOLDER = len(DEMO_CLASSES) * config["demo"]["n_train_per_class"]
+    N_FEATURES = config["demo"]["image_size"] ** 2 * {"grey": 1, "color": 3}.get(
+        config["read_mode"], 4
+    )
     logger.warning(
         f"\n*** {DEMO_BANNER} ***\n"
-        "*** No data_dir configured: running on the embedded demo data set.     ***\n"
-        "*** Real data: snakemake --cores 4 --config data_dir=PATH               ***\n"
+        "*** No data_dir configured: running on the embedded demo data set.\n"
+        "*** For real data: snakemake --cores 4 --config data_dir=PATH\n"
+    )
+else:
+    DATA_DIR = check_data_dir()
+    # Listed once at start: the loader's inputs, and the sizes the plan is checked against.
+    IMAGE_FILES = {
+        key: image_files(DATA_DIR / config[key])
+        for key in ("train_folder", "test_folder")
+    }
+    N_TRAIN_FOLDER = len(IMAGE_FILES["train_folder"])
+    N_FEATURES = (
+        read_image(IMAGE_FILES["train_folder"][0], config["read_mode"]).size
+        if IMAGE_FILES["train_folder"]
+        else 0
     )
 
-PROTOCOL_PATTERN = "study|train-only"
+#: The part of the configuration that defines which runs exist (aggregation rules' params).
+STUDY_CONFIG = {
+    key: config[key]
+    for key in (
+        "protocol",
+        "n_components",
+        "networks",
+        "headline",
+        "seeds",
+        "compare_protocols",
+        "components_sweep",
+        "full_factorial",
+    )
+}
+PLAN = study_plan(STUDY_CONFIG)
+SETTINGS = unique_settings(PLAN)
+# Impossible batch sizes or component counts stop the run here, before any job.
+check_plan_fits_data(SETTINGS, config, N_TRAIN_FOLDER, N_FEATURES)
+
+#: Shared training details; changing one re-runs every training job (they are its params).
+TRAINING_PARAMS = {
+    k: v for k, v in config["training"].items() if k != "plot_training_points"
+}
+RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/" + RUN_ID_TEMPLATE
 
 
 wildcard_constraints:
-    protocol=PROTOCOL_PATTERN,
+    **WILDCARD_PATTERNS,
+    protocol="study|train-only",
     n_components=r"[1-9][0-9]*",
 
 
@@ -56,14 +108,7 @@ def data_inputs(wildcards):
     """The image files the loader reads, so that editing one re-runs the loading."""
     if USE_DEMO:
         return {"demo": "results/demo_data"}
-    files = []
-    for key in ("train_folder", "test_folder"):
-        for root, dirs, names in os.walk(DATA_DIR / config[key]):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            files.extend(
-                os.path.join(root, n) for n in sorted(names) if is_image_file(Path(n))
-            )
-    return {"images": files}
+    return {"images": [str(p) for files in IMAGE_FILES.values() for p in files]}
 
 
 def pca_outputs(protocol, n_components):
@@ -78,3 +123,66 @@ def pca_outputs(protocol, n_components):
             ext=["png", "svg"],
         ),
     ]
+
+
+def training_runtime_minutes(wildcards):
+    """Scheduler time limit of one training job: three times the estimate, at least 5 min."""
+    seconds = estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER)
+    return max(5, math.ceil(3 * seconds / 60))
+
+
+def run_figures(setting):
+    return expand(
+        "{run_dir}/{name}.{ext}",
+        run_dir=setting.run_dir,
+        name=["curves", "decision_regions"],
+        ext=["png", "svg"],
+    )
+
+
+# --- what the aggregation rules produce, derived once from the plan ---------------------------
+HEADLINE = [row for row in PLAN if row.study == "headline"]
+NETWORKS = list(config["networks"])
+TABLE_NAMES = list(
+    dict.fromkeys(
+        f"sweep_{row.network}_{row.parameter}" if row.study == "sweep" else row.study
+        for row in PLAN
+    )
+)
+LR_SWEEP_NETWORKS = [
+    n for n in NETWORKS if config["networks"][n].get("sweep", {}).get("lr")
+]
+SWEEP_NETWORKS = list(
+    dict.fromkeys(row.network for row in PLAN if row.study == "sweep")
+)
+COMPARISONS = [s for s in ("protocols", "components") if s in TABLE_NAMES]
+
+
+def headline_figure_prefixes():
+    return [
+        f"results/figures/headline/{i + 1}_{row.network}"
+        for i, row in enumerate(HEADLINE)
+    ]
+
+
+def plotted_runs():
+    """Runs that get per-run figures: all, or only the headline runs for very large grids."""
+    if config["plot_runs"] == "all":
+        return SETTINGS
+    return list(dict.fromkeys(row.setting for row in PLAN if row.study != "sweep"))
+
+
+def figure_pair(prefix):
+    return [f"{prefix}.png", f"{prefix}.svg"]
+
+
+def study_outputs():
+    """Every file of the finished study: what `rule all` asks for."""
+    files = [f"{s.run_dir}/metrics.json" for s in SETTINGS]
+    for setting in plotted_runs():
+        files += run_figures(setting)
+    files += pca_outputs(config["protocol"], config["n_components"])
+    files += expand("results/tables/{name}.{ext}", name=TABLE_NAMES, ext=["csv", "md"])
+    files += ["results/tables/runs.csv", "results/summary.md"]
+    files += figure_pair("results/figures/data/samples")
+    return files

@@ -64,3 +64,26 @@ rule split_train_val:
         seed=config["split_seed"],
     script:
         "../scripts/split_train_val.py"
+
+
+rule plot_samples:
+    input:
+        "results/data/images.npz",
+    output:
+        report(
+            "results/figures/data/samples.png",
+            caption="../report/samples.rst",
+            category="data",
+        ),
+        "results/figures/data/samples.svg",
+    log:
+        "results/logs/plot_samples.log",
+    localrule: True
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/plot_samples.py"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 from jsonschema import Draft202012Validator
 
@@ -64,3 +65,28 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         raise ConfigError(
             "invalid configuration (schemas/config.schema.yaml):\n  " + "\n  ".join(problems)
         )
+
+
+def check_plan_fits_data(settings, config: dict, n_train_folder: int, n_features: int) -> None:
+    """Refuse settings the data cannot support, naming the config key and both numbers.
+
+    Runs when the workflow starts, so that an impossible batch size or component count stops
+    the study before any job, not after hours of other training runs.
+    """
+    n_train = n_train_folder - int(np.floor(config["val_fraction"] * n_train_folder))
+    problems = []
+    for batch_size in sorted({s.batch_size for s in settings if s.batch_size > n_train}):
+        problems.append(
+            f"config key batch_size: {batch_size} is larger than the training split "
+            f"({n_train} of the {n_train_folder} training-folder images); expected at most {n_train}"
+        )
+    for protocol, n_components in sorted({(s.protocol, s.n_components) for s in settings}):
+        fit_rows = n_train_folder if protocol == "study" else n_train
+        limit = min(fit_rows, n_features)
+        if n_features and n_components > limit:
+            problems.append(
+                f"config key n_components: {n_components} is more than PCA can keep under "
+                f"protocol {protocol}: at most min(samples={fit_rows}, features={n_features}) = {limit}"
+            )
+    if problems:
+        raise ConfigError("the study does not fit the data:\n  " + "\n  ".join(problems))

@@ -104,6 +104,18 @@ def scan_split(split_dir: str | os.PathLike) -> tuple[dict[str, list[Path]], lis
     return images, skipped
 
 
+def image_files(split_dir: str | os.PathLike) -> list[Path]:
+    """Every image file of a split folder, class by class in sorted order (no checks)."""
+    split_dir = Path(split_dir)
+    return [
+        item
+        for entry in sorted(split_dir.iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+        for item in sorted(entry.iterdir())
+        if item.is_file() and is_image_file(item)
+    ]
+
+
 def read_image(path: Path, mode: str = "color") -> np.ndarray:
     """Decode one image file; a corrupt or truncated file is a :class:`DataError` naming it."""
     import cv2

@@ -84,3 +84,162 @@ def projection_figure(
     ax.legend(title="class", markerscale=1.5)
     ax.set_title(titled(title, data_label))
     return fig
+
+
+def curves_figure(history, title: str, data_label: str | None = None, diverged_epoch=None):
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for part, style in (("train", "-"), ("val", "--")):
+        name = "training" if part == "train" else "validation"
+        loss_ax.plot(history["epoch"], history[f"{part}_loss"], style, label=name)
+        acc_ax.plot(history["epoch"], history[f"{part}_accuracy"], style, label=name)
+    loss_ax.set_ylabel("cross-entropy loss")
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.set_ylim(0, 1.02)
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if diverged_epoch is not None:
+            ax.axvline(diverged_epoch, color="red", linestyle=":", label="diverged")
+    if diverged_epoch is not None:
+        title += f" — DIVERGED at epoch {diverged_epoch}"
+    fig.suptitle(titled(title, data_label))
+    fig.tight_layout()
+    return fig
+
+
+def decision_regions_figure(
+    model, X_test, y_test, classes, title: str, data_label: str | None = None,
+    X_train=None, y_train=None,
+):
+    """The model's predicted class over the PCA plane, with the test points (and training points)."""
+    from matplotlib.colors import ListedColormap
+    from sklearn.inspection import DecisionBoundaryDisplay
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    points = X_test if X_train is None else np.concatenate([X_train, X_test])
+    colours = ListedColormap([class_style(i)["color"] for i in range(len(classes))])
+    DecisionBoundaryDisplay.from_estimator(
+        model, points, response_method="predict", plot_method="pcolormesh", grid_resolution=250,
+        eps=0.5, cmap=colours, alpha=0.25, ax=ax, shading="auto",
+        xlabel="PC1", ylabel="PC2",
+    )
+    sets = [("test", X_test, y_test, 26, "black")]
+    if X_train is not None:
+        sets.insert(0, ("train", X_train, y_train, 10, "none"))
+    for split, X, y, size, edge in sets:
+        for index, name in enumerate(classes):
+            rows = X[y == index]
+            style = class_style(index)
+            ax.scatter(rows[:, 0], rows[:, 1], s=size, c=[style["color"]], marker=style["marker"],
+                       edgecolors=edge, linewidths=0.4, alpha=0.8 if split == "test" else 0.35,
+                       label=f"{name} ({split})")
+    ax.legend(fontsize="small", loc="best", markerscale=1.2)
+    ax.set_title(titled(title, data_label))
+    return fig
+
+
+def note_figure(text: str, title: str):
+    """A figure that only says why there is no figure (e.g. decision regions of 5-D features)."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.0))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.set_title(title)
+    return fig
+
+
+ACCURACY_STYLES = {
+    "train_accuracy": ("training", "tab:blue", "o"),
+    "val_accuracy": ("validation", "tab:orange", "s"),
+    "test_accuracy": ("test", "tab:green", "^"),
+}
+
+
+def lr_comparison_figure(histories: dict, title: str, data_label: str | None = None):
+    """Training loss and validation accuracy per epoch, one line per learning rate."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(histories))))
+    for colour, (label, history) in zip(colours, histories.items()):
+        loss_ax.plot(history["epoch"], history["train_loss"], color=colour, label=label)
+        acc_ax.plot(history["epoch"], history["val_accuracy"], color=colour, label=label)
+    loss_ax.set_ylabel("training loss")
+    loss_ax.set_yscale("log")
+    acc_ax.set_ylabel("validation accuracy")
+    acc_ax.set_ylim(0, 1.02)
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    acc_ax.legend(title="learning rate", fontsize="small")
+    fig.suptitle(titled(title, data_label))
+    fig.tight_layout()
+    return fig
+
+
+def sweep_accuracy_figure(summaries: dict, title: str, data_label: str | None = None):
+    """Accuracy against each swept value (one panel per parameter), mean ± std over seeds."""
+    n = len(summaries)
+    cols = 2 if n > 1 else 1
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, (parameter_title, summary) in zip(axes.flat, summaries.items()):
+        positions = np.arange(len(summary))
+        for metric, (name, colour, marker) in ACCURACY_STYLES.items():
+            ax.errorbar(positions, summary[f"{metric}_mean"], yerr=summary[f"{metric}_std"].fillna(0),
+                        color=colour, marker=marker, capsize=3, label=name)
+        diverged = summary["diverged"].to_numpy() > 0
+        if diverged.any():
+            ax.scatter(positions[diverged], np.zeros(diverged.sum()) + 0.02, marker="x", color="red",
+                       s=60, label="diverged", zorder=5)
+        labels = [f"{v}\n(baseline)" if b else str(v) for v, b in zip(summary["value"], summary["is_baseline"])]
+        ax.set_xticks(positions, labels, fontsize="small")
+        ax.set_xlabel(parameter_title)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="small", loc="lower right")
+    fig.suptitle(titled(title, data_label))
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(summary, title: str, data_label: str | None = None):
+    """Grouped bars of training, validation and test accuracy, one group per table row."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(summary) + 2), 4.5))
+    positions = np.arange(len(summary))
+    width = 0.26
+    for offset, (metric, (name, colour, _)) in zip((-1, 0, 1), ACCURACY_STYLES.items()):
+        ax.bar(positions + offset * width, summary[f"{metric}_mean"].fillna(0), width,
+               yerr=summary[f"{metric}_std"].fillna(0), color=colour, label=name, capsize=2)
+    ax.set_xticks(positions, [str(v).replace(" | ", "\n") for v in summary["value"]], fontsize="small")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title(titled(title, data_label))
+    fig.tight_layout()
+    return fig
+
+
+def samples_figure(images, per_class: int = 8, data_label: str | None = None):
+    """The first ``per_class`` training images of each class, one row per class."""
+    n_classes = len(images.classes)
+    fig, axes = plt.subplots(n_classes, per_class, figsize=(per_class * 0.9, n_classes * 1.0 + 0.6),
+                             squeeze=False)
+    for row, name in enumerate(images.classes):
+        picks = np.flatnonzero(images.y == row)[:per_class]
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < len(picks):
+                image = images.X[picks[col]].reshape(images.image_shape)
+                if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV's BGR(A) to RGB for display
+                    image = image[:, :, 2::-1]
+                ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=np.iinfo(image.dtype).max
+                          if np.issubdtype(image.dtype, np.integer) else None)
+            if col == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+    fig.suptitle(titled("Training images by class", data_label))
+    return fig

@@ -4,14 +4,16 @@
 # Adapted from a measured reference setup; the project carries its own copy (CI needs nothing else).
 #
 #   sudo tests/slurm/start-slurm.sh      # install what is missing, write the config, start the daemons
-#   export SLURM_CONF=$SLURM_STATE_DIR/etc/slurm.conf   # (default /tmp/pcann-slurm/etc/slurm.conf)
 #   sinfo; snakemake --workflow-profile profiles/slurm --slurm-status-command squeue ...
 #   sudo tests/slurm/stop-slurm.sh       # stop exactly the daemons started here (recorded PIDs)
 #
-# Isolated from any Slurm/munge already on the host: everything (slurm.conf, munge key and
-# socket, state, logs, PIDs) lives under $SLURM_STATE_DIR; /etc/slurm and /etc/munge are not
-# touched and the host's munged (if any) keeps running. Clients find this cluster through the
-# SLURM_CONF environment variable only.
+# Kept apart from the host: everything (slurm.conf, munge key and socket, state, logs, PIDs)
+# lives under $SLURM_STATE_DIR, and the host's /etc/munge and munged (if any) are left alone.
+# The one thing outside it: /etc/slurm/slurm.conf is made a symlink to $SLURM_STATE_DIR/etc/
+# slurm.conf (removed again by stop-slurm.sh), because Slurm clients inside jobs must find the
+# config at its default path: the Snakemake job step (snakemake-executor-plugin-slurm-jobstep
+# 0.6.1) drops SLURM_CONF from the environment of its nested `srun`. A real /etc/slurm/slurm.conf
+# (a file, or a link elsewhere) is never replaced: the script then stops with status 77.
 #
 # Idempotent: installs missing packages, stops the daemons a previous run started (by recorded
 # PID), rewrites the config and starts them again (about 2 s when installed, ~10 s to install).
@@ -20,7 +22,7 @@
 # Exit status: 0 = up; 77 = cannot run here (not root, no apt-get, not Debian-like: a reason to
 # skip); anything else = a real failure (the daemon's log tail is printed).
 set -euo pipefail
-STATE=${SLURM_STATE_DIR:-/tmp/pcann-slurm}
+STATE=$(realpath -m "${SLURM_STATE_DIR:-/tmp/pcann-slurm}")
 ACCT=${SLURM_ACCOUNTING:-0}
 DB_PORT=${SLURM_DB_PORT:-13306}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,6 +52,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 id slurm >/dev/null 2>&1 && id munge >/dev/null 2>&1 || cannot "users slurm/munge missing after install"
 
+CONF=$STATE/etc/slurm.conf
+SYS_CONF=/etc/slurm/slurm.conf
+if [ -e "$SYS_CONF" ] || [ -L "$SYS_CONF" ]; then
+  [ "$(readlink "$SYS_CONF" 2>/dev/null)" = "$CONF" ] \
+    || cannot "$SYS_CONF already exists (a real Slurm on this host?); not replacing it"
+fi
+
 "$HERE/stop-slurm.sh"
 rm -rf "$STATE/ctld" "$STATE/spool" "$STATE/log"
 mkdir -p "$STATE"/{pids,run,log,ctld,spool,etc,munge}
@@ -67,8 +76,8 @@ chown munge:munge "$KEY"; chmod 400 "$KEY"
 # this machine's real CPUs/sockets/memory (RealMemory is required: without it jobs asking for
 # --mem never start), under the node name "localhost"
 node=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]*/NodeName=localhost/')
-export SLURM_CONF=$STATE/etc/slurm.conf
-cat >"$SLURM_CONF" <<EOF
+export SLURM_CONF=$CONF  # for the daemons (slurmdbd finds slurmdbd.conf next to it)
+cat >"$CONF" <<EOF
 # written by tests/slurm/start-slurm.sh: a single-node test cluster on localhost
 ClusterName=pcann
 SlurmctldHost=localhost
@@ -97,7 +106,9 @@ KillWait=2
 $node State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-chmod 644 "$SLURM_CONF"
+chmod 644 "$CONF"
+mkdir -p /etc/slurm
+ln -sfn "$CONF" "$SYS_CONF"
 
 start() {  # NAME CMD... : run CMD in the foreground in its own session; record its PID
   local name=$1; shift
@@ -151,5 +162,5 @@ start slurmctld /usr/sbin/slurmctld -D -i
 wait_for slurmctld sinfo
 start slurmd /usr/sbin/slurmd -D -N localhost
 wait_for slurmd sh -c 'sinfo -h -n localhost -o %t | grep -qE "^(idle|mix|alloc)$"'
-echo "start-slurm.sh: up; use it with  export SLURM_CONF=$SLURM_CONF" >&2
+echo "start-slurm.sh: up ($SYS_CONF -> $CONF; stop with stop-slurm.sh)" >&2
 sinfo

@@ -2,7 +2,8 @@
 # Stop exactly the daemons tests/slurm/start-slurm.sh started (PIDs recorded in
 # $SLURM_STATE_DIR/pids/NAME.pid), newest first. Never kills by name; a PID whose process is not
 # the recorded daemon any more (recycled PID) is left alone. Safe to run when nothing is up.
-STATE=${SLURM_STATE_DIR:-/tmp/pcann-slurm}
+# Also removes the /etc/slurm/slurm.conf symlink start-slurm.sh made.
+STATE=$(realpath -m "${SLURM_STATE_DIR:-/tmp/pcann-slurm}")
 for name in slurmd slurmctld slurmdbd mariadbd munged; do
   f=$STATE/pids/$name.pid
   [ -f "$f" ] || continue
@@ -14,4 +15,6 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
   fi
   rm -f "$f"
 done
+# the /etc/slurm/slurm.conf link start-slurm.sh made (only if it still points into $STATE)
+[ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$STATE/etc/slurm.conf" ] && rm -f /etc/slurm/slurm.conf
 exit 0

@@ -1,0 +1,240 @@
+"""The parameter study: which training runs a configuration asks for, and where each lives.
+
+A :class:`Setting` is everything that defines one training run. Its folder name encodes every
+value, so a setting that several sweeps share (the baseline) is one Snakemake job and one set of
+files, and changing one value in ``config.yaml`` creates new paths only for the runs that
+contain it: Snakemake then re-runs exactly those.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass, replace
+
+from . import PcannError
+
+SWEPT_PARAMETERS = ("hidden", "epochs", "lr", "batch_size")
+RUNS_ROOT = "results/runs"
+#: Snakemake wildcard patterns of the run path; parse_run_id() accepts exactly these.
+WILDCARD_PATTERNS = {
+    "hidden": r"[1-9][0-9]*(?:-[1-9][0-9]*)*",
+    "epochs": r"[1-9][0-9]*",
+    "lr": r"[0-9][0-9.e+-]*",
+    "batch_size": r"[1-9][0-9]*",
+    "seed": r"[0-9]+",
+}
+RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_seed={seed}"
+
+
+def format_lr(lr: float) -> str:
+    """Canonical text of a learning rate: the shortest repr, so 0.0050 and 5e-3 share a path."""
+    return repr(float(lr))
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One training run: preprocessing, architecture and optimisation values."""
+
+    protocol: str
+    n_components: int
+    hidden: tuple[int, ...]
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return RUN_ID_TEMPLATE.format(
+            hidden="-".join(map(str, self.hidden)),
+            epochs=self.epochs,
+            lr=format_lr(self.lr),
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+
+    @property
+    def run_dir(self) -> str:
+        return f"{RUNS_ROOT}/{self.protocol}/pca{self.n_components}/{self.run_id}"
+
+    @property
+    def n_layers(self) -> int:
+        """Layers with weights, as the study counts them (2-layer = one hidden layer)."""
+        return len(self.hidden) + 1
+
+    def as_record(self) -> dict:
+        record = asdict(self)
+        record["hidden"] = list(self.hidden)
+        return record
+
+    @classmethod
+    def from_wildcards(cls, wildcards) -> "Setting":
+        return cls(
+            protocol=wildcards.protocol,
+            n_components=int(wildcards.n_components),
+            hidden=tuple(int(h) for h in wildcards.hidden.split("-")),
+            epochs=int(wildcards.epochs),
+            lr=float(wildcards.lr),
+            batch_size=int(wildcards.batch_size),
+            seed=int(wildcards.seed),
+        )
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One line of a results table: a setting, and why the study runs it."""
+
+    study: str  # sweep | headline | protocols | components | factorial
+    network: str  # a key of config["networks"]
+    parameter: str  # the varied value: hidden, epochs, lr, batch_size, protocol, n_components, ...
+    value: str  # its text as shown in tables
+    is_baseline: bool
+    setting: Setting
+
+    def as_record(self) -> dict:
+        return {
+            "study": self.study,
+            "network": self.network,
+            "parameter": self.parameter,
+            "value": self.value,
+            "is_baseline": self.is_baseline,
+            "run_dir": self.setting.run_dir,
+            **self.setting.as_record(),
+        }
+
+
+def value_text(parameter: str, value) -> str:
+    if parameter == "hidden":
+        return "[" + ", ".join(map(str, value)) + "]"
+    if parameter == "lr":
+        return format_lr(value)
+    return str(value)
+
+
+def baseline_setting(config: dict, network: str, seed: int) -> Setting:
+    spec = config["networks"][network]["baseline"]
+    return Setting(
+        protocol=config["protocol"],
+        n_components=config["n_components"],
+        hidden=tuple(spec["hidden"]),
+        epochs=spec["epochs"],
+        lr=float(spec["lr"]),
+        batch_size=spec["batch_size"],
+        seed=seed,
+    )
+
+
+def _with(setting: Setting, parameter: str, value) -> Setting:
+    if parameter == "hidden":
+        value = tuple(value)
+    elif parameter == "lr":
+        value = float(value)
+    return replace(setting, **{parameter: value})
+
+
+def headline_settings(config: dict, seed: int) -> list[tuple[str, str, Setting]]:
+    """``(label, network, setting)`` of each headline run."""
+    runs = []
+    for entry in config["headline"]:
+        network = entry["network"]
+        if network not in config["networks"]:
+            raise PcannError(
+                f"config key headline: network {network!r} is not one of the networks "
+                f"({', '.join(config['networks'])})"
+            )
+        setting = baseline_setting(config, network, seed)
+        changes = []
+        for parameter in SWEPT_PARAMETERS:
+            if parameter in entry:
+                setting = _with(setting, parameter, entry[parameter])
+                changes.append(f"{parameter}={value_text(parameter, entry[parameter])}")
+        label = network + (f" ({', '.join(changes)})" if changes else "")
+        runs.append((label, network, setting))
+    return runs
+
+
+def study_plan(config: dict) -> list[PlanRow]:
+    """Every table row the configuration asks for, in a stable order."""
+    rows: list[PlanRow] = []
+    for seed in config["seeds"]:
+        for network, spec in config["networks"].items():
+            base = baseline_setting(config, network, seed)
+            for parameter in SWEPT_PARAMETERS:
+                values = list(spec.get("sweep", {}).get(parameter, []))
+                baseline_value = getattr(base, parameter)
+                if parameter == "hidden":
+                    values = [tuple(v) for v in values]
+                elif parameter == "lr":
+                    values = [float(v) for v in values]
+                for value in sorted(set(values) | {baseline_value}, key=_sort_key):
+                    rows.append(
+                        PlanRow(
+                            "sweep", network, parameter, value_text(parameter, value),
+                            value == baseline_value, _with(base, parameter, value),
+                        )
+                    )
+            if config["full_factorial"]:
+                rows.extend(_factorial_rows(network, spec, base))
+        for label, network, setting in headline_settings(config, seed):
+            rows.append(PlanRow("headline", network, "run", label, False, setting))
+            for protocol in config["compare_protocols"]:
+                rows.append(
+                    PlanRow("protocols", network, "protocol", f"{label} | {protocol}",
+                            protocol == setting.protocol, replace(setting, protocol=protocol))
+                )
+            for n_components in config["components_sweep"]:
+                rows.append(
+                    PlanRow("components", network, "n_components", f"{label} | {n_components}",
+                            n_components == setting.n_components,
+                            replace(setting, n_components=n_components))
+                )
+    return rows
+
+
+def _factorial_rows(network: str, spec: dict, base: Setting) -> list[PlanRow]:
+    axes = []
+    for parameter in SWEPT_PARAMETERS:
+        values = [getattr(base, parameter)] + [
+            tuple(v) if parameter == "hidden" else v for v in spec.get("sweep", {}).get(parameter, [])
+        ]
+        axes.append(sorted(set(values), key=_sort_key))
+    rows = []
+    for hidden, epochs, lr, batch_size in itertools.product(*axes):
+        setting = replace(base, hidden=hidden, epochs=epochs, lr=float(lr), batch_size=batch_size)
+        label = ", ".join(
+            f"{p}={value_text(p, v)}" for p, v in zip(SWEPT_PARAMETERS, (hidden, epochs, lr, batch_size))
+        )
+        rows.append(PlanRow("factorial", network, "all", label, setting == base, setting))
+    return rows
+
+
+def _sort_key(value):
+    return (len(value), value) if isinstance(value, tuple) else value
+
+
+def unique_settings(rows: list[PlanRow]) -> list[Setting]:
+    """The distinct settings of a plan, in first-seen order: one training job each."""
+    return list(dict.fromkeys(row.setting for row in rows))
+
+
+def parse_run_id(run_id: str) -> dict:
+    """Values encoded in a run folder name (the inverse of :attr:`Setting.run_id`)."""
+    pattern = RUN_ID_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in WILDCARD_PATTERNS.items()})
+    match = re.fullmatch(pattern, run_id)
+    if not match:
+        raise PcannError(f"{run_id!r} is not a run folder name like {RUN_ID_TEMPLATE}")
+    return match.groupdict()
+
+
+def estimated_seconds(setting: Setting, n_train: int) -> float:
+    """Rough single-core training time of a setting, for the scheduler's ``runtime`` resource.
+
+    Per SGD step: a fixed cost of Python/numpy calls plus the multiply-adds of forward and
+    backward passes (about 6 per weight per sample) at a conservative 20 GFLOP/s.
+    """
+    sizes = (setting.n_components, *setting.hidden, 3)
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    steps = setting.epochs * -(-n_train // setting.batch_size)
+    flops = 6.0 * weights * setting.epochs * n_train * 1.25  # +25 %: evaluation passes
+    return steps * 30e-6 + flops / 20e9

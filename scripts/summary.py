@@ -1,0 +1,51 @@
+"""Rule summary: results/summary.md, the study's tables and figures on one page."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from pcann.io import save_text
+from pcann.rule import run_rule
+
+
+def _link(path, start):
+    return os.path.relpath(path, start)
+
+
+def main(smk):
+    out_dir = Path(smk.output[0]).parent
+    runs = pd.read_csv(smk.input.runs)
+    spectrum = pd.read_csv(smk.input.spectrum)
+    kept = spectrum[spectrum["kept"]]
+    lines = ["# pcann study summary", ""]
+    if smk.params.data_label:
+        lines += [f"> **{smk.params.data_label}.** No `data_dir` was configured, so every number below "
+                  "comes from the embedded demo images. Real data: "
+                  "`snakemake --cores 4 --config data_dir=PATH`.", ""]
+    else:
+        lines += [f"Data: `{smk.params.data_dir}`.", ""]
+    diverged = int(runs["diverged"].sum())
+    lines += [
+        f"- {len(runs)} training runs; {diverged} diverged.",
+        f"- Protocol `{smk.params.protocol}`; {smk.params.n_components} PCA components keep "
+        f"{kept['explained_variance_ratio'].sum():.1%} of the variance "
+        f"(ratios {', '.join(f'{v:.4f}' for v in kept['explained_variance_ratio'])}).",
+        "",
+    ]
+    order = [n for n in smk.params.names if not n.startswith("sweep")] + [
+        n for n in smk.params.names if n.startswith("sweep")
+    ]
+    tables = dict(zip(smk.params.names, smk.input.tables))
+    lines += ["## Tables", ""]
+    for name in order:
+        lines += [Path(tables[name]).read_text(), ""]
+    lines += ["## Figures", ""]
+    figures = [Path(p) for p in smk.input.figures if str(p).endswith(".png")]
+    for figure in figures:
+        lines.append(f"![{figure.stem}]({_link(figure, out_dir)})")
+        lines.append("")
+    save_text(smk.output[0], "\n".join(lines))
+
+
+run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -1,0 +1,34 @@
+"""Rule train: fit one network setting on the PCA features and record its results."""
+
+import logging
+
+from pcann.features import load_features
+from pcann.grid import Setting
+from pcann.rule import run_rule
+from pcann.runs import save_run, train_run
+
+logger = logging.getLogger("pcann.train")
+
+
+def main(smk):
+    setting = Setting.from_wildcards(smk.wildcards)
+    features, data_label = load_features(smk.input.features)
+    if data_label:
+        logger.warning("*** %s ***", data_label)
+    logger.info("training %s on %d samples", setting.run_id, len(features.y_train))
+    model, metrics, history, timing = train_run(setting, features, smk.params.training)
+    if metrics["diverged"]:
+        logger.warning("diverged at epoch %s: loss became NaN or infinite", metrics["diverged_epoch"])
+    logger.info(
+        "accuracy train %s, validation %s, test %s; %.1f s (%.0f steps/s)",
+        metrics["train_accuracy"], metrics["val_accuracy"], metrics["test_accuracy"],
+        timing["seconds"], timing["steps_per_second"],
+    )
+    save_run(
+        {"history": smk.output.history, "weights": smk.output.weights,
+         "timing": smk.output.timing, "metrics": smk.output.metrics},
+        model, metrics, history, timing,
+    )
+
+
+run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake
