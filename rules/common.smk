@@ -107,7 +107,7 @@ wildcard_constraints:
 def data_inputs(wildcards):
     """The image files the loader reads, so that editing one re-runs the loading."""
     if USE_DEMO:
-        return {"demo": "results/demo_data"}
+        return {"demo": "results/demo_data/MANIFEST.sha256"}
     return {"images": [str(p) for files in IMAGE_FILES.values() for p in files]}
 
 

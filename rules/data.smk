@@ -3,7 +3,7 @@
 
 rule make_demo_data:
     output:
-        directory("results/demo_data"),
+        "results/demo_data/MANIFEST.sha256",
     log:
         "results/logs/make_demo_data.log",
     conda:

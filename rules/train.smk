@@ -13,13 +13,12 @@ rule train:
         f"{RUN_DIR}/train.log",
     benchmark:
         f"{RUN_DIR}/train.benchmark.tsv"
-    group:
-        "training"
     conda:
         "../envs/pcann.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+        disk_mb=100,
         runtime=lambda wildcards: training_runtime_minutes(wildcards),
     params:
         training=TRAINING_PARAMS,
@@ -44,6 +43,7 @@ rule plot_run:
     threads: 1
     resources:
         mem_mb=1000,
+        disk_mb=100,
         runtime=5,
     params:
         plot_training_points=config["training"]["plot_training_points"],

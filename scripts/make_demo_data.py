@@ -1,12 +1,14 @@
 """Rule make_demo_data: write the embedded demo image set."""
 
+from pathlib import Path
+
 from pcann.demo import generate_demo_dataset
 from pcann.rule import run_rule
 
 
 def main(smk):
     generate_demo_dataset(
-        smk.output[0],
+        Path(smk.output[0]).parent,
         train_folder=smk.params.train_folder,
         test_folder=smk.params.test_folder,
         **smk.params.demo,

@@ -30,7 +30,7 @@ def main(smk):
     elif metrics["diverged"]:
         figure = note_figure(f"The run diverged at epoch {metrics['diverged_epoch']}: no regions.", title)
     else:
-        model = MLPClassifier.load_weights(smk.input.weights)
+        model = MLPClassifier.from_npz(smk.input.weights)
         show_train = smk.params.plot_training_points
         figure = decision_regions_figure(
             model, features.X_test, features.y_test, features.classes,

@@ -76,7 +76,7 @@ def main(smk):
         else:
             show_train = smk.params.plot_training_points
             figure = decision_regions_figure(
-                MLPClassifier.load_weights(run / "weights.npz"),
+                MLPClassifier.from_npz(run / "weights.npz"),
                 features.X_test, features.y_test, features.classes,
                 f"{title}\ntest accuracy {metrics['test_accuracy']:.4f}", label,
                 X_train=features.X_train if show_train else None,

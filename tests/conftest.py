@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 #: What a workflow copy needs; results/ and Snakemake's state are never copied.
-WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles")
+WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
+#: The tiny study of .test/config.yaml: demo data, small networks, short training.
+TEST_CONFIG_PATH = REPO / ".test" / "config.yaml"
 #: A demo set small enough that the whole workflow runs in seconds.
 TINY_DEMO = {"n_train_per_class": 20, "n_test_per_class": 8, "image_size": 16, "seed": 0}
 
@@ -60,8 +62,21 @@ def make_dataset(
     return root
 
 
-def copy_workflow(dest: Path) -> Path:
-    """Copy the workflow's source files (not its results) into ``dest``."""
+def tiny_study_config(**overrides) -> dict:
+    """The tiny study of .test/config.yaml with top-level keys replaced by ``overrides``."""
+    import yaml
+
+    return {**yaml.safe_load(TEST_CONFIG_PATH.read_text()), **overrides}
+
+
+def copy_workflow(dest: Path, config: dict | None = None) -> Path:
+    """Copy the workflow's source files (not its results) into ``dest``.
+
+    With ``config``, it *replaces* config.yaml: a ``--configfile`` would be deep-merged into the
+    shipped study (Snakemake merges nested keys), keeping sweeps the test did not ask for.
+    """
+    import yaml
+
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for item in WORKFLOW_ITEMS:
@@ -70,6 +85,8 @@ def copy_workflow(dest: Path) -> Path:
             shutil.copytree(source, dest / item, ignore=ignore)
         else:
             shutil.copy2(source, dest / item)
+    if config is not None:
+        (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
 
 

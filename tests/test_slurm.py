@@ -14,6 +14,7 @@ blocks the suite.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,8 +83,9 @@ def _slurm(*args: str, timeout: int = 30) -> subprocess.CompletedProcess:
 
 def _queue() -> list[dict]:
     """Every job slurmctld still knows (MinJobAge=300 s keeps finished ones listed)."""
-    out = _slurm("squeue", "--states=all", "--noheader", "--format=%i|%T|%k|%Z").stdout
-    return [dict(zip(("id", "state", "comment", "workdir"), line.split("|", 3))) for line in out.splitlines()]
+    out = _slurm("squeue", "--states=all", "--noheader", "--format=%i|%T|%P|%k|%Z").stdout
+    keys = ("id", "state", "partition", "comment", "workdir")
+    return [dict(zip(keys, line.split("|", len(keys) - 1))) for line in out.splitlines()]
 
 
 def _cancel_all_jobs():
@@ -176,6 +178,11 @@ def compared_files(workdir: Path) -> dict[str, bytes]:
     }
 
 
+def submitted_logs(log: str) -> list[str]:
+    """The Slurm log path of every job snakemake submitted (its folder names the rule or group)."""
+    return re.findall(r"has been submitted with SLURM jobid \d+ \(log: (.*?)\)", log)
+
+
 def has_rule(name: str) -> bool:
     return any(f"rule {name}:" in p.read_text() for p in (REPO / "rules").glob("*.smk"))
 
@@ -203,16 +210,14 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     print(f"\nlocal run {local_seconds:.0f} s, Slurm run {slurm_seconds:.0f} s")
 
     # the jobs really went through Slurm, and the training jobs as ONE group job
-    log = result.stderr
-    assert "has been submitted with SLURM jobid" in log, log[-3000:]
-    slurm_logs = cluster / ".snakemake" / "slurm_logs"
-    submitted = sorted(p.name for p in slurm_logs.iterdir()) if slurm_logs.is_dir() else []
-    assert "rule_make_demo_data" in submitted, submitted
+    submissions = submitted_logs(result.stderr)
+    assert any("/rule_make_demo_data/" in log for log in submissions), result.stderr[-3000:]
     if has_rule("train"):
-        assert "group_training" in submitted and "rule_train" not in submitted, submitted
-        assert log.count("rule_train") == 0 and log.count("group_training") >= 1, log[-3000:]
+        grouped = [log for log in submissions if "/group_training" in log]
+        single = [log for log in submissions if "/rule_train/" in log]
+        assert len(grouped) == 1 and not single, submissions
     jobs = [j for j in _queue() if j["workdir"] == str(cluster)]
-    assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
+    assert jobs and all(j["state"] == "COMPLETED" and j["partition"] == "debug" for j in jobs), jobs
 
     expected, produced = compared_files(local), compared_files(cluster)
     assert expected, "the local run produced none of the compared files"
@@ -224,11 +229,13 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
 @pytest.mark.parametrize("retries", ["profile", "0"])
 def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
     """scancel a RUNNING job: with the profile's retries it is resubmitted and the run completes;
-    with --retries 0 snakemake exits non-zero naming the rule and the Slurm job. Never hangs."""
+    with --retries 0 snakemake exits non-zero naming the rule and the Slurm job. Never hangs.
+    Also checks the documented per-run partition override (start-slurm.sh defines "short")."""
     workdir = make_workdir(tmp_path, f"cancel-{retries}")
     extra = [] if retries == "profile" else ["--retries", retries]
+    extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
     argv = snakemake_argv(
-        "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra, "make_demo_data", timeout=180
+        "make_demo_data", "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra, timeout=180
     )
     output = tmp_path / "snakemake.log"
     started = time.monotonic()
@@ -240,6 +247,7 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
                 for job in _queue():
                     if job["workdir"] == str(workdir) and job["state"] == "RUNNING":
                         assert job["comment"] == "rule_make_demo_data", job
+                        assert job["partition"] == "short", job
                         _slurm("scancel", job["id"])
                         cancelled = job["id"]
                         break
@@ -257,9 +265,9 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
     print(f"\ncancelled Slurm job {cancelled}; snakemake exit {returncode} after {seconds:.0f} s")
     if retries == "profile":
         assert returncode == 0, report
-        assert log.count("has been submitted with SLURM jobid") == 2, report  # the retry
+        assert len(submitted_logs(log)) == 2, report  # the first attempt and the retry
         assert any((workdir / "results/demo_data").rglob("*.png")), report
     else:
         assert returncode != 0, report
         assert "Error in rule make_demo_data" in log, report
-        assert log.count("has been submitted with SLURM jobid") == 1, report
+        assert len(submitted_logs(log)) == 1, report

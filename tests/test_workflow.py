@@ -10,29 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, TINY_DEMO, copy_workflow, make_dataset, run_snakemake
+from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_study_config
 
 pytestmark = pytest.mark.workflow
-
-
-def write_config(workdir: Path, **overrides) -> Path:
-    config = {"demo": TINY_DEMO, **overrides}
-    path = workdir / "test-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+FEATURES = "results/features/{protocol}/pca2/features.npz"
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One complete run of the tiny demo configuration, shared by the checks below."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo-run"))
-    config = write_config(workdir)
-    result = run_snakemake(workdir, "--cores", "2", "--configfile", str(config))
-    return workdir, config, result
+    """One complete run of the tiny study (.test/config.yaml), shared by the checks below."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo-run"), tiny_study_config())
+    result = run_snakemake(workdir, "--cores", "2")
+    return workdir, result
 
 
 def test_demo_run_produces_features_and_figures(demo_run):
-    workdir, _, _ = demo_run
+    workdir, _ = demo_run
     results = workdir / "results"
     with np.load(results / "features/study/pca2/features.npz", allow_pickle=False) as f:
         assert f["X_train"].shape == (48, 2) and f["X_val"].shape == (12, 2) and f["X_test"].shape == (24, 2)
@@ -44,21 +37,21 @@ def test_demo_run_produces_features_and_figures(demo_run):
 
 
 def test_demo_data_is_announced_loudly(demo_run):
-    workdir, _, result = demo_run
+    workdir, result = demo_run
     assert "DEMO DATA" in result.stderr
     assert "DEMO DATA" in (workdir / "results/logs/load_images.log").read_text()
     assert b"DEMO DATA" in (workdir / "results/figures/pca/study-pca2/projection.svg").read_bytes()
 
 
 def test_every_job_has_its_log(demo_run):
-    workdir, _, _ = demo_run
+    workdir, _ = demo_run
     logs = list((workdir / "results/logs").rglob("*.log"))
     assert {p.stem for p in logs} >= {"make_demo_data", "load_images", "split_train_val"}
 
 
 def test_complete_run_leaves_nothing_to_do(demo_run):
-    workdir, config, _ = demo_run
-    result = run_snakemake(workdir, "--cores", "1", "--configfile", str(config), "--dry-run")
+    workdir, _ = demo_run
+    result = run_snakemake(workdir, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -100,8 +93,8 @@ def test_real_layout_folder_runs_and_is_never_written(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=10, n_test=4, shape=(12, 12, 4))
     (data / "Data_train" / "apple" / ".DS_Store").write_bytes(b"junk")
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in data.rglob("*")if p.is_file()}
-    workdir = copy_workflow(tmp_path / "wf")
-    result = run_snakemake(workdir, "--cores", "2", "--config", f"data_dir={data}", "protocol=train-only")
+    workdir = copy_workflow(tmp_path / "wf", tiny_study_config(data_dir=str(data), protocol="train-only"))
+    result = run_snakemake(workdir, "--cores", "2", FEATURES.format(protocol="train-only"))
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in data.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in data.iterdir()) == ["Data_test", "Data_train"]
@@ -111,10 +104,10 @@ def test_real_layout_folder_runs_and_is_never_written(tmp_path):
 
 
 def test_bad_image_fails_the_loading_job_with_the_file_named(tmp_path):
-    data = make_dataset(tmp_path / "data", n_train=4, n_test=2)
+    data = make_dataset(tmp_path / "data", n_train=8, n_test=2)
     (data / "Data_train" / "banana" / "banana_002.png").write_bytes(b"broken")
-    workdir = copy_workflow(tmp_path / "wf")
-    result = run_snakemake(workdir, "--cores", "1", "--config", f"data_dir={data}", check=False)
+    workdir = copy_workflow(tmp_path / "wf", tiny_study_config(data_dir=str(data)))
+    result = run_snakemake(workdir, "--cores", "1", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "banana_002.png is not a readable image" in output

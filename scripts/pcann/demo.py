@@ -9,6 +9,7 @@ It is NOT the study's data; everything computed from it is labelled as demo data
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("Carambula", "Lychee", "Pear")
 DEMO_BANNER = "DEMO DATA: synthetic fruit-like images, not the study's dataset"
+MANIFEST_NAME = "MANIFEST.sha256"
 
 
 def _outline(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -75,11 +77,18 @@ def generate_demo_dataset(
 ) -> Path:
     """Write the demo dataset under ``out_dir`` (same layout as the real data); return ``out_dir``.
 
-    The same arguments always give byte-identical files.
+    The same arguments always give byte-identical files. Demo images left by an earlier call
+    with other arguments are removed first, and ``MANIFEST.sha256`` (written last, in the real
+    data's format) lists every file, so its presence marks a complete set.
     """
     import cv2
 
     out_dir = Path(out_dir)
+    for folder in (train_folder, test_folder):
+        for kind in DEMO_CLASSES:
+            for stale in sorted((out_dir / folder / kind).glob(f"{kind}_*.png")):
+                stale.unlink()
+    written = []
     for split, folder, count in (
         ("train", train_folder, n_train_per_class),
         ("test", test_folder, n_test_per_class),
@@ -94,7 +103,12 @@ def generate_demo_dataset(
                 ok, encoded = cv2.imencode(".png", image)
                 if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGRA array
                     raise RuntimeError(f"OpenCV could not encode demo image {kind} {index}")
-                with atomic_path(class_dir / f"{kind}_{split}_{index}.png") as tmp:
+                path = class_dir / f"{kind}_{split}_{index}.png"
+                with atomic_path(path) as tmp:
                     tmp.write_bytes(encoded.tobytes())
+                written.append((hashlib.sha256(encoded.tobytes()).hexdigest(), path.relative_to(out_dir)))
+    manifest = "".join(f"{digest}  {path.as_posix()}\n" for digest, path in sorted(written, key=lambda w: w[1].as_posix()))
+    with atomic_path(out_dir / MANIFEST_NAME) as tmp:
+        tmp.write_text(manifest)
     logger.warning("%s written to %s", DEMO_BANNER, out_dir)
     return out_dir

@@ -180,12 +180,12 @@ def study_plan(config: dict) -> list[PlanRow]:
             rows.append(PlanRow("headline", network, "run", label, False, setting))
             for protocol in config["compare_protocols"]:
                 rows.append(
-                    PlanRow("protocols", network, "protocol", f"{label} | {protocol}",
+                    PlanRow("protocols", network, "protocol", f"{label} / {protocol}",
                             protocol == setting.protocol, replace(setting, protocol=protocol))
                 )
             for n_components in config["components_sweep"]:
                 rows.append(
-                    PlanRow("components", network, "n_components", f"{label} | {n_components}",
+                    PlanRow("components", network, "n_components", f"{label} / {n_components}",
                             n_components == setting.n_components,
                             replace(setting, n_components=n_components))
                 )

@@ -48,8 +48,8 @@ INIT_SCALE = 0.01
 def exp_limit(dtype) -> float:
     """Largest whole number whose ``exp`` is finite in ``dtype`` (88 for float32, 709 for float64).
 
-    ``sigmoid`` clamps ``-z`` here: below it ``1 / (1 + exp(-z))`` is already 0 to the last bit of
-    the precision, so the clamp changes no result, only removes the overflow of ``exp``.
+    ``sigmoid`` clamps ``-z`` here, which removes the overflow of ``exp`` and moves a result by
+    less than the smallest normal number of ``dtype`` (sigmoid(-88) is 6e-39 in float32).
     """
     return float(math.floor(math.log(np.finfo(dtype).max)))
 
@@ -58,7 +58,8 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-z))`` elementwise, without overflow for any ``z``.
 
     The plain formula overflows ``exp(-z)`` for very negative ``z`` (z < -88 in float32); clamping
-    ``-z`` at :func:`exp_limit` avoids it and changes no result. ``out`` may be ``z`` itself.
+    ``-z`` at :func:`exp_limit` avoids that and keeps every result within the smallest normal
+    number of the true value. ``out`` may be ``z`` itself.
     """
     z = np.asarray(z)
     if not np.issubdtype(z.dtype, np.floating):
@@ -220,174 +221,194 @@ def learning_rate(schedule: str, lr: float, decay_rate: float, decay_every: int,
 # --------------------------------------------------------------------------------------------------
 # 3. The fast trainer
 #
-# The study's nets take about 80 SGD steps per epoch on batches of 16, so a step of the 2-layer net
-# is some twenty numpy calls on arrays of a few thousand numbers: the cost per *call* dominates.
-# Everything below serves to make fewer, cheaper calls:
-#   * every buffer is allocated once and every operation writes into one (``out=``);
+# The study's nets take about 74 SGD steps per epoch on batches of 16, so a step of the 2-layer net
+# is some twenty numpy calls on arrays of a few thousand numbers: the cost per *call* dominates,
+# not the arithmetic. Everything below serves to make fewer and cheaper calls:
+#   * every buffer is allocated once and every operation writes into one (``out=``); constants
+#     are 0-d arrays, which numpy converts faster than Python floats;
 #   * activations are stored features x batch with an extra row of ones, and each layer's bias is
 #     the last column of its matrix, so one product computes ``W a + b``;
-#   * the gradient is scaled by the learning rate once, at the output, so the update is a plain add;
+#   * the gradient is scaled by the learning rate once, at the output, so updates are plain adds;
 #   * a hidden layer stores its matrix *negated* (``V = -[W | b]``): its product is then ``-z``,
 #     the argument ``exp`` needs in the sigmoid, which saves a negation per step; the sign returns
 #     in the backward pass, where ``V^T`` meets the equally negated gradient;
 #   * small layers write their updates into one flat buffer that a single add applies; large
-#     layers call BLAS gemm directly with beta=1, which adds the update into the weights in the
-#     same pass (and picks faster kernels than numpy's dot for these thin products);
+#     layers call BLAS gemm directly, which adds the update into the weights in the same pass
+#     (beta=1) and runs these thin products up to twice as fast as numpy's dot;
 #   * each epoch shuffles the data once into contiguous per-batch blocks;
 #   * training and validation sets are evaluated in one forward pass.
 # --------------------------------------------------------------------------------------------------
 
-#: Layers with at least this many weights go through BLAS gemm directly (a call costs ~7 µs
-#: more than numpy's dot, but its kernels run thin products up to twice as fast).
+#: Layers with at least this many weights go through BLAS gemm directly: its call costs ~5 µs
+#: more than numpy's dot, which pays off once the products take tens of microseconds.
 GEMM_MIN_WEIGHTS = 8192
 
 
 class _Products:
-    """The three matrix products of a layer, through numpy's dot or directly through BLAS gemm.
+    """The three matrix products of one layer, with numpy's dot or with BLAS gemm directly.
 
-    ``U`` is a layer's stored matrix ``(n_out, n_in + 1)``; activations and gradients are row-major
-    ``(features, batch)``, which BLAS (column-major) sees as their transposes.
+    ``U`` is the layer's stored matrix ``(n_out, n_in + 1)``. Activations and gradients are
+    row-major ``(features, batch)``; BLAS, being column-major, sees every array transposed, so the
+    gemm calls below pass ``.T`` views (no copies) and compute the transposed products.
     """
 
     def __init__(self, U: np.ndarray, update_buffer: np.ndarray | None):
-        self.U = U
-        self.U_T = U.T
-        self.update_buffer = update_buffer  # None: gemm adds the update straight into U
-        self.gemm = scipy_blas.get_blas_funcs("gemm", dtype=U.dtype) if update_buffer is None else None
+        self.U, self.U_T = U, U.T
+        self.update_buffer = update_buffer
+        if update_buffer is None:  # large layer: gemm adds the update straight into U
+            self.gemm = scipy_blas.get_blas_funcs("gemm", dtype=U.dtype)
+            self.forward, self.backward, self.update = self._forward_gemm, self._backward_gemm, self._update_gemm
+        else:
+            self.forward, self.backward, self.update = self._forward_dot, self._backward_dot, self._update_dot
 
-    def forward(self, a_prev, z):
-        """``z = U a_prev``."""
-        if self.gemm is None:
-            np.dot(self.U, a_prev, out=z)
-        else:  # z^T = a_prev^T U^T
-            self.gemm(1.0, a_prev.T, self.U_T, 0.0, z.T, 0, 0, 1)
+    # z = U a_prev
+    def _forward_dot(self, a_prev, a_prev_T, z, z_T):
+        np.dot(self.U, a_prev, out=z)
 
-    def backward(self, g, ga_prev):
-        """``ga_prev = U^T g``: the gradient passed to the layer below (bias row included)."""
-        if self.gemm is None:
-            np.dot(self.U_T, g, out=ga_prev)
-        else:  # ga_prev^T = g^T U
-            self.gemm(1.0, g.T, self.U_T, 0.0, ga_prev.T, 0, 1, 1)
+    def _forward_gemm(self, a_prev, a_prev_T, z, z_T):
+        self.gemm(1.0, a_prev_T, self.U_T, 0.0, z_T, 0, 0, 1)  # z^T = a_prev^T U^T
 
-    def update(self, g, a_prev):
-        """``U += g a_prev^T``, or write ``g a_prev^T`` into the flat update buffer."""
-        if self.gemm is None:
-            np.dot(g, a_prev.T, out=self.update_buffer)
-        else:  # U^T += a_prev g^T, in place
-            self.gemm(1.0, a_prev.T, g.T, 1.0, self.U_T, 1, 0, 1)
+    # ga_prev = U^T g, the gradient for the layer below (with a junk row for the row of ones)
+    def _backward_dot(self, g, g_T, ga_prev, ga_prev_T):
+        np.dot(self.U_T, g, out=ga_prev)
+
+    def _backward_gemm(self, g, g_T, ga_prev, ga_prev_T):
+        self.gemm(1.0, g_T, self.U_T, 0.0, ga_prev_T, 0, 1, 1)  # ga_prev^T = g^T U
+
+    # U += g a_prev^T (small layers: into the update buffer, applied later by one flat add)
+    def _update_dot(self, g, g_T, a_prev_T):
+        np.dot(g, a_prev_T, out=self.update_buffer)
+
+    def _update_gemm(self, g, g_T, a_prev_T):
+        self.gemm(1.0, a_prev_T, g_T, 1.0, self.U_T, 1, 0, 1)  # U^T += a_prev g^T, in place
 
 
 class _HiddenStep:
-    """A sigmoid layer on buffers for one batch size: forward and backward side by side.
+    """A sigmoid layer on the buffers of one batch size: forward and backward side by side.
 
-    ``V = -[W | b]``. ``backward`` receives ``ga = -lr * dL/da`` (plus a junk row for the row of
-    ones) and returns the same for the layer below.
+    The layer stores ``V = -[W | b]``. Its ``backward`` reads ``ga = -lr * dL/da`` (written by the
+    layer above, with a junk last row) and writes the same quantity for the layer below.
+    ``a_prev``/``a_prev_T`` are the layer's input and its transpose (set per step for the first
+    layer, whose input is the batch).
     """
 
-    def __init__(self, products: _Products, batch: int, dtype, ga_prev=None, training=True):
+    def __init__(self, products: _Products, batch: int, dtype, training: bool = True):
         n_out = products.U.shape[0]
         self.products = products
-        self.a = np.ones((n_out + 1, batch), dtype)  # activations + the row of ones for the bias
+        self.a = np.ones((n_out + 1, batch), dtype)  # activations and the row of ones for the bias
+        self.a_T = self.a.T
         self.z = self.a[:-1]  # the pre-activation is computed in place of the activation
-        self.limit = dtype.type(exp_limit(dtype))
+        self.z_T = self.z.T
+        self.one = np.ones((), dtype)
+        self.limit = np.array(exp_limit(dtype), dtype)
+        self.a_prev = self.a_prev_T = None
         if training:
             self.ga = np.empty((n_out + 1, batch), dtype)  # filled by the layer above
+            self.ga_T = self.ga.T
             self.ga_rows = self.ga[:-1]
             self.g = np.empty((n_out, batch), dtype)
-            self.ga_prev = ga_prev  # the layer below's ``ga``; None for the first layer
+            self.g_T = self.g.T
+            self.ga_prev = self.ga_prev_T = None  # the layer below's ``ga``; None for the first
 
-    def forward(self, a_prev):
-        z = self.z
-        self.products.forward(a_prev, z)  # z = -(W a_prev + b)
-        np.minimum(z, self.limit, out=z)  # exp(88.7) overflows float32; sigmoid(-88) is 0 anyway
+    def forward(self):
+        z, one = self.z, self.one
+        self.products.forward(self.a_prev, self.a_prev_T, z, self.z_T)  # z = -(W a_prev + b)
+        np.minimum(z, self.limit, out=z)  # exp overflows above 88.7 in float32: see exp_limit
         np.exp(z, out=z)
-        np.add(z, 1.0, out=z)
-        np.divide(1.0, z, out=z)  # a = 1 / (1 + exp(-(W a_prev + b)))
-        return self.a
+        np.add(z, one, out=z)
+        np.divide(one, z, out=z)  # a = 1 / (1 + exp(-(W a_prev + b)))
 
-    def backward(self, a_prev):
+    def backward(self):
         a, g = self.z, self.g
-        # lr * dL/dz = lr * dL/da * a (1 - a) = ga * (a^2 - a), ga carrying the minus sign
+        # lr dL/dz = lr dL/da * a (1 - a) = ga * (a^2 - a), since ga carries the minus sign
         np.multiply(a, a, out=g)
         np.subtract(g, a, out=g)
         np.multiply(g, self.ga_rows, out=g)
-        if self.ga_prev is not None:
-            self.products.backward(g, self.ga_prev)  # V^T (lr dL/dz) = -W^T lr dL/dz, before the update
-        self.products.update(g, a_prev)  # V += lr dL/dz a_prev^T, i.e. W -= lr dL/dW
+        if self.ga_prev is not None:  # V^T g = -W^T lr dL/dz; taken before V changes below
+            self.products.backward(g, self.g_T, self.ga_prev, self.ga_prev_T)
+        self.products.update(g, self.g_T, self.a_prev_T)  # V += lr dL/dz a_prev^T: W -= lr dL/dW
 
 
 class _OutputStep:
-    """The softmax layer with the cross-entropy gradient, for one batch size.
+    """The softmax layer and the cross-entropy gradient, on the buffers of one batch size.
 
-    ``U = [W | b]`` (not negated). ``gradient`` turns the logits straight into
-    ``g = lr/B (y - p) = -lr dL/dz`` without forming ``p``.
+    The layer stores ``U = [W | b]``. ``forward_gradient`` turns the logits straight into
+    ``g = lr/B (y - p) = -lr dL/dz``.
     """
 
-    def __init__(self, products: _Products, batch: int, dtype, ga_prev: np.ndarray):
+    def __init__(self, products: _Products, batch: int, dtype):
         n_classes = products.U.shape[0]
         self.products = products
+        self.batch = batch
         self.z = np.empty((n_classes, batch), dtype)
+        self.z_T = self.z.T
         self.g = np.empty((n_classes, batch), dtype)
+        self.g_T = self.g.T
         self.column_max = np.empty(batch, dtype)
-        self.column_sum = np.empty(batch, dtype)
-        self.ga_prev = ga_prev
+        self.sum_weights = np.empty((1, n_classes), dtype)  # B / lr in every entry
+        self.scaled_sum = np.empty((1, batch), dtype)
+        self.a_prev = self.a_prev_T = self.ga_prev = self.ga_prev_T = None
 
-    def forward_gradient(self, a_prev, y_scaled, lr_per_sample):
-        """``g = y_scaled - lr_per_sample * softmax(U a_prev)``, with ``y_scaled = lr/B * y``."""
-        z, m, s = self.z, self.column_max, self.column_sum
-        self.products.forward(a_prev, z)
-        np.maximum.reduce(z, axis=0, out=m)
-        np.subtract(z, m, out=z)  # exp of at most 0: no overflow
+    def set_learning_rate(self, lr: float) -> None:
+        self.sum_weights.fill(self.batch / lr)
+
+    def forward_gradient(self, y_scaled):
+        """``g = y_scaled - lr/B softmax(U a_prev)``, where ``y_scaled`` is ``lr/B`` times one-hot."""
+        z = self.z
+        self.products.forward(self.a_prev, self.a_prev_T, z, self.z_T)
+        np.maximum.reduce(z, axis=0, out=self.column_max)
+        np.subtract(z, self.column_max, out=z)  # softmax is unchanged; exp is now at most 1
         np.exp(z, out=z)
-        np.add.reduce(z, axis=0, out=s)
-        np.divide(lr_per_sample, s, out=s)
-        np.multiply(z, s, out=z)  # lr/B * p
+        np.dot(self.sum_weights, z, out=self.scaled_sum)  # B/lr * sum of exps: sum and scale at once
+        np.divide(z, self.scaled_sum, out=z)  # lr/B * p
         np.subtract(y_scaled, z, out=self.g)
 
-    def backward(self, a_prev):
-        self.products.backward(self.g, self.ga_prev)
-        self.products.update(self.g, a_prev)
+    def backward(self):
+        self.products.backward(self.g, self.g_T, self.ga_prev, self.ga_prev_T)
+        self.products.update(self.g, self.g_T, self.a_prev_T)
 
 
 class _BatchPlan:
-    """The layer steps and buffers for one batch size, sharing the trainer's weights."""
+    """The chain of layer steps for one batch size, wired to each other's buffers."""
 
     def __init__(self, products: list[_Products], batch: int, dtype):
-        self.hidden: list[_HiddenStep] = []
-        ga_prev = None
-        for p in products[:-1]:
-            step = _HiddenStep(p, batch, dtype, ga_prev)
-            self.hidden.append(step)
-            ga_prev = step.ga
-        self.output = _OutputStep(products[-1], batch, dtype, ga_prev)
-        # each layer's input activations, the first being the batch itself (set per step)
-        self.inputs = [None] + [step.a for step in self.hidden]
+        self.hidden = [_HiddenStep(p, batch, dtype) for p in products[:-1]]
+        self.output = _OutputStep(products[-1], batch, dtype)
+        for below, above in zip(self.hidden, self.hidden[1:] + [self.output]):
+            above.a_prev, above.a_prev_T = below.a, below.a_T
+            above.ga_prev, above.ga_prev_T = below.ga, below.ga_T
+        self.first = self.hidden[0]
+        self.hidden_reversed = self.hidden[::-1]
 
 
 class _EvaluationPlan:
-    """Forward-only buffers for scoring a fixed set of columns (training then validation)."""
+    """Forward-only buffers that score a fixed set of columns: training, then validation."""
 
     def __init__(self, products: list[_Products], X, y, n_train: int, dtype):
         n_features, n_columns = X.shape
         self.x = np.ones((n_features + 1, n_columns), dtype)
         self.x[:-1] = X
         self.y = np.asarray(y)
-        self.n_train = n_train
         self.columns = np.arange(n_columns)
+        self.parts = (slice(0, n_train), slice(n_train, n_columns))
         self.hidden = [_HiddenStep(p, n_columns, dtype, training=False) for p in products[:-1]]
+        a_prev = self.x
+        for layer in self.hidden:
+            layer.a_prev, layer.a_prev_T = a_prev, a_prev.T
+            a_prev = layer.a
+        self.a_last = a_prev
         self.output = products[-1]
         self.z = np.empty((products[-1].U.shape[0], n_columns), dtype)
 
     def evaluate(self):
         """``(train_loss, train_accuracy, val_loss, val_accuracy)``; NaN for an empty part."""
-        a = self.x
         for layer in self.hidden:
-            a = layer.forward(a)
-        self.output.forward(a, self.z)
+            layer.forward()
+        self.output.forward(self.a_last, self.a_last.T, self.z, self.z.T)
         sample_loss = -log_softmax(self.z, axis=0)[self.y, self.columns]
         correct = np.argmax(self.z, axis=0) == self.y
         results = []
-        for part in (slice(0, self.n_train), slice(self.n_train, self.y.size)):
+        for part in self.parts:
             if part.stop > part.start:
                 results += [float(np.mean(sample_loss[part], dtype=np.float64)), float(np.mean(correct[part]))]
             else:
@@ -395,11 +416,14 @@ class _EvaluationPlan:
         return tuple(results)
 
 
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
 @dataclass
 class TrainingResult:
-    """What :meth:`SGDTrainer.train` reports besides the weights it leaves in the trainer."""
+    """What :meth:`SGDTrainer.train` reports; the trained weights stay in the trainer."""
 
-    history: dict[str, list] = field(default_factory=dict)
+    history: dict[str, list] = field(default_factory=lambda: {key: [] for key in HISTORY_KEYS})
     diverged: bool = False
     diverged_epoch: int | None = None
     n_epochs_run: int = 0
@@ -408,11 +432,11 @@ class TrainingResult:
 
 
 class SGDTrainer:
-    """Mini-batch SGD of the network on preallocated buffers (see the notes above this class).
+    """Mini-batch SGD of the network on preallocated buffers (see the notes above).
 
     ``weights``/``biases`` are the starting parameters in the study's layout (``W_l`` of shape
-    ``(n_out, n_in)``, ``b_l`` of shape ``(n_out, 1)``); :meth:`parameters` returns the trained
-    ones in the same layout. ``X`` is ``(n_features, m)``, ``y`` class indices.
+    ``(n_out, n_in)``, ``b_l`` of ``n_out`` entries); :meth:`parameters` returns the current ones
+    in the same layout. Inputs are samples-as-columns, ``X`` of shape ``(n_features, m)``.
     """
 
     def __init__(self, weights, biases, batch_size: int, dtype="float32"):
@@ -422,11 +446,10 @@ class SGDTrainer:
         self.n_classes = weights[-1].shape[0]
         shapes = [(W.shape[0], W.shape[1] + 1) for W in weights]
         direct = [rows * cols >= GEMM_MIN_WEIGHTS for rows, cols in shapes]
-        # Small layers first: their updates are then one contiguous slice, applied by one add.
-        order = [l for l in range(self.n_layers) if not direct[l]]
-        order += [l for l in range(self.n_layers) if direct[l]]
-        n_small = sum(shapes[l][0] * shapes[l][1] for l in order if not direct[l])
-        self.theta = np.empty(sum(r * c for r, c in shapes), self.dtype)
+        # Small layers first, so that their updates form one slice that one add applies.
+        order = sorted(range(self.n_layers), key=lambda l: direct[l])
+        n_small = sum(rows * cols for (rows, cols), big in zip(shapes, direct) if not big)
+        self.theta = np.empty(sum(rows * cols for rows, cols in shapes), self.dtype)
         self.small_theta = self.theta[:n_small]
         self.small_updates = np.zeros(n_small, self.dtype)
         self.matrices: list[np.ndarray] = [None] * self.n_layers
@@ -434,14 +457,12 @@ class SGDTrainer:
         offset = 0
         for l in order:
             rows, cols = shapes[l]
-            U = self.theta[offset : offset + rows * cols].reshape(rows, cols)
-            buffer = None if direct[l] else self.small_updates[offset : offset + rows * cols]
-            self.matrices[l] = U
-            self.products[l] = _Products(U, None if buffer is None else buffer.reshape(rows, cols))
+            span = slice(offset, offset + rows * cols)
+            self.matrices[l] = self.theta[span].reshape(rows, cols)
+            updates = None if direct[l] else self.small_updates[span].reshape(rows, cols)
+            self.products[l] = _Products(self.matrices[l], updates)
             offset += rows * cols
         self.set_parameters(weights, biases)
-
-    # -- parameters in the study's layout ---------------------------------------------------------
 
     def _sign(self, l: int) -> int:
         """Hidden layers store ``-[W | b]``, the output layer ``[W | b]``."""
@@ -449,60 +470,46 @@ class SGDTrainer:
 
     def set_parameters(self, weights, biases) -> None:
         for l, (W, b) in enumerate(zip(weights, biases)):
-            U = self.matrices[l]
-            U[:, :-1] = self._sign(l) * np.asarray(W)
-            U[:, -1] = self._sign(l) * np.asarray(b).reshape(-1)
+            self.matrices[l][:, :-1] = self._sign(l) * np.asarray(W)
+            self.matrices[l][:, -1] = self._sign(l) * np.asarray(b).reshape(-1)
 
     def parameters(self, dtype=None):
-        """``(weights, biases)`` copies in the study's layout: ``W (n_out, n_in)``, ``b (n_out,)``."""
+        """Copies ``(weights, biases)`` in the study's layout: ``W (n_out, n_in)``, ``b (n_out,)``."""
         dtype = self.dtype if dtype is None else dtype
         weights = [(self._sign(l) * U[:, :-1]).astype(dtype) for l, U in enumerate(self.matrices)]
         biases = [(self._sign(l) * U[:, -1]).astype(dtype) for l, U in enumerate(self.matrices)]
         return weights, biases
 
-    # -- one step ---------------------------------------------------------------------------------
-
-    def step(self, plan: _BatchPlan, x, y_scaled, lr_per_sample) -> None:
-        """One SGD step on a batch ``x`` (``(n_features + 1, B)``, last row ones).
-
-        ``y_scaled`` is the one-hot batch times ``lr / B`` and ``lr_per_sample`` is ``lr / B``.
-        """
-        a = x
-        for layer in plan.hidden:
-            a = layer.forward(a)
-        plan.output.forward_gradient(a, y_scaled, lr_per_sample)
-        inputs = plan.inputs
-        plan.output.backward(inputs[-1])
-        for l in range(len(plan.hidden) - 1, -1, -1):
-            plan.hidden[l].backward(inputs[l] if l else x)
-        np.add(self.small_theta, self.small_updates, out=self.small_theta)
-
     def make_plan(self, batch: int) -> _BatchPlan:
         return _BatchPlan(self.products, batch, self.dtype)
 
-    # -- the training loop ------------------------------------------------------------------------
+    def step(self, plan: _BatchPlan, x, x_T, y_scaled) -> None:
+        """One SGD step on the batch ``x`` (``(n_features + 1, B)``, last row ones).
+
+        ``y_scaled`` is the batch's one-hot labels times ``lr / B``, and
+        ``plan.output.set_learning_rate(lr)`` must have been called with the same ``lr``.
+        """
+        plan.first.a_prev, plan.first.a_prev_T = x, x_T
+        for layer in plan.hidden:
+            layer.forward()
+        plan.output.forward_gradient(y_scaled)
+        plan.output.backward()
+        for layer in plan.hidden_reversed:
+            layer.backward()
+        np.add(self.small_theta, self.small_updates, out=self.small_theta)
 
     def train(
-        self,
-        X,
-        y,
-        X_val=None,
-        y_val=None,
-        *,
-        epochs: int,
-        rng: np.random.RandomState,
-        lr_at_epoch,
-        eval_every: int = 1,
+        self, X, y, X_val=None, y_val=None, *, epochs: int, rng, lr_at_epoch, eval_every: int = 1
     ) -> TrainingResult:
         """Run ``epochs`` passes of SGD; each shuffles the data with ``rng.permutation(m)``.
 
-        ``lr_at_epoch(epoch)`` gives each epoch's learning rate. Loss and accuracy are recorded
-        every ``eval_every`` epochs and at the last. The run stops as soon as it diverges: a
-        floating-point overflow or invalid operation, non-finite weights, or a training loss above
-        ``DIVERGENCE_FACTOR`` times that of a uniform guess.
+        ``lr_at_epoch(epoch)`` gives each epoch's learning rate (epochs count from 1). Loss and
+        accuracy are recorded every ``eval_every`` epochs and at the last. The run stops at the
+        first sign of divergence: a floating-point overflow or invalid operation, non-finite
+        weights after an epoch, or a recorded training loss above ``DIVERGENCE_FACTOR`` times
+        that of a uniform guess.
         """
-        dt = self.dtype
-        B = self.batch_size
+        dt, B = self.dtype, self.batch_size
         n_features, m = X.shape
         n_full, rest = divmod(m, B)
         X_rows = np.ones((m, n_features + 1), dt)  # one sample per row: cheap to shuffle
@@ -510,29 +517,27 @@ class SGDTrainer:
         Y_rows = one_hot(y, self.n_classes, dt).T.copy()
         X_blocks = np.empty((n_full, n_features + 1, B), dt)
         Y_blocks = np.empty((n_full, self.n_classes, B), dt)
+        batches = [(X_blocks[i], X_blocks[i].T, Y_blocks[i]) for i in range(n_full)]
         X_rest = np.empty((n_features + 1, rest), dt)
         Y_rest = np.empty((self.n_classes, rest), dt)
         full_plan = self.make_plan(B)
         rest_plan = self.make_plan(rest) if rest else None
-
         if X_val is not None and X_val.shape[1] > 0:
             X, y = np.concatenate([X, X_val], axis=1), np.concatenate([y, y_val])
         scoring = _EvaluationPlan(self.products, X, y, m, dt)
         loss_limit = DIVERGENCE_FACTOR * math.log(self.n_classes)
-
-        result = TrainingResult(
-            history={k: [] for k in ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")}
-        )
+        result = TrainingResult()
 
         def record(epoch, lr):
-            values = scoring.evaluate()
-            for key, value in zip(("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"), (epoch, lr, *values)):
+            values = (epoch, lr, *scoring.evaluate())
+            for key, value in zip(HISTORY_KEYS, values):
                 result.history[key].append(value)
-            return values[0]
+            return values[2]
 
         start = time.perf_counter()
-        epoch, steps_done = 0, 0
+        epoch, lr = 0, math.nan
         try:
+            # Raise instead of warn: a floating-point error in training means divergence.
             with np.errstate(over="raise", invalid="raise", divide="raise"):
                 for epoch in range(1, epochs + 1):
                     lr = float(lr_at_epoch(epoch))
@@ -540,24 +545,22 @@ class SGDTrainer:
                     head = order[: n_full * B]
                     np.copyto(X_blocks, X_rows[head].reshape(n_full, B, -1).transpose(0, 2, 1))
                     np.copyto(Y_blocks, Y_rows[head].reshape(n_full, B, -1).transpose(0, 2, 1))
-                    k = dt.type(lr / B)
-                    np.multiply(Y_blocks, k, out=Y_blocks)
-                    for i in range(n_full):
-                        self.step(full_plan, X_blocks[i], Y_blocks[i], k)
-                        steps_done += 1
+                    np.multiply(Y_blocks, dt.type(lr / B), out=Y_blocks)
+                    full_plan.output.set_learning_rate(lr)
+                    for x, x_T, y_scaled in batches:
+                        self.step(full_plan, x, x_T, y_scaled)
+                        result.n_steps += 1
                     if rest:
                         tail = order[n_full * B :]
-                        k_rest = dt.type(lr / rest)
                         np.copyto(X_rest, X_rows[tail].T)
-                        np.multiply(Y_rows[tail].T, k_rest, out=Y_rest)
-                        self.step(rest_plan, X_rest, Y_rest, k_rest)
-                        steps_done += 1
-                    evaluate_now = epoch % eval_every == 0 or epoch == epochs
+                        np.multiply(Y_rows[tail].T, dt.type(lr / rest), out=Y_rest)
+                        rest_plan.output.set_learning_rate(lr)
+                        self.step(rest_plan, X_rest, X_rest.T, Y_rest)
+                        result.n_steps += 1
                     if not np.isfinite(self.theta).all():
                         raise FloatingPointError("non-finite weights")
-                    if evaluate_now:
-                        train_loss = record(epoch, lr)
-                        if not train_loss <= loss_limit:  # also catches NaN
+                    if epoch % eval_every == 0 or epoch == epochs:
+                        if not record(epoch, lr) <= loss_limit:  # also true for NaN
                             result.diverged = True
                             break
         except FloatingPointError:
@@ -566,7 +569,327 @@ class SGDTrainer:
                 record(epoch, lr)
         result.seconds = time.perf_counter() - start
         result.n_epochs_run = epoch
-        result.n_steps = steps_done
-        if result.diverged:
-            result.diverged_epoch = epoch
+        result.diverged_epoch = epoch if result.diverged else None
         return result
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. The scikit-learn estimator
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _check_positive_float(name: str, value, maximum: float = math.inf) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number > 0; got {value!r}")
+    if not (0 < value <= maximum and math.isfinite(value)):
+        bound = "" if maximum == math.inf else f" and <= {maximum}"
+        raise ValueError(f"{name} must be a finite number > 0{bound}; got {value!r}")
+    return float(value)
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """The study's multilayer perceptron as a scikit-learn classifier.
+
+    Sigmoid hidden layers of the sizes in ``hidden``, a softmax output with one unit per class,
+    categorical cross-entropy, plain mini-batch SGD; weights start as ``randn * 0.01`` and biases
+    as zeros, drawn from ``np.random.RandomState(seed)`` (the study's ``np.random.seed(seed)``
+    stream), which then shuffles the training set at the start of every epoch.
+
+    Parameters
+    ----------
+    hidden : sequence of int
+        Hidden layer sizes: ``(256,)`` is the study's 2-layer net, ``(256, 512)`` its 3-layer net.
+    epochs : int
+        Passes over the training set. The study's loop ran ``epochs + 1`` passes; this runs
+        exactly ``epochs``.
+    lr : float
+        Learning rate (of the first epoch, when a schedule decays it).
+    batch_size : int
+        Samples per SGD step; the last batch of an epoch holds the remainder.
+    seed : int
+        Seed of the initial weights and of the shuffling.
+    lr_schedule : {"constant", "step", "exponential"}
+        How the learning rate changes with the epoch; see :func:`learning_rate`. Not in the study.
+    lr_decay_rate : float in (0, 1]
+        Factor applied to the learning rate every ``lr_decay_every`` epochs.
+    lr_decay_every : int
+        Epochs per decay step (``step``), or per factor ``lr_decay_rate`` (``exponential``).
+    eval_every : int
+        Record loss and accuracy on the training and validation sets every ``eval_every``
+        epochs, and always after the last epoch.
+    dtype : {"float32", "float64"}
+        Precision of training. float32 is faster and reaches the same accuracy; predictions are
+        always computed in float64.
+
+    Attributes
+    ----------
+    classes_, n_features_in_
+        As in every scikit-learn classifier.
+    coefs_ : list of ndarray
+        ``coefs_[l]`` has shape ``(n_out, n_in)``, as the study's ``W``; ``intercepts_[l]`` has
+        ``n_out`` entries.
+    history_ : dict of lists
+        ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, one
+        entry per recorded epoch; the validation entries are NaN without a validation set.
+    diverged_, diverged_epoch_
+        Whether training stopped early because it diverged (see :meth:`SGDTrainer.train`), and in
+        which epoch. A diverged model keeps the weights it had when it stopped.
+    n_epochs_run_, n_steps_, fit_seconds_, steps_per_second_
+        How much training ran, and how fast (wall time, evaluations included).
+    """
+
+    def __init__(
+        self,
+        hidden=(256,),
+        epochs=1000,
+        lr=0.005,
+        batch_size=16,
+        seed=1,
+        lr_schedule="constant",
+        lr_decay_rate=0.5,
+        lr_decay_every=100,
+        eval_every=1,
+        dtype="float32",
+    ):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+        self.lr_schedule = lr_schedule
+        self.lr_decay_rate = lr_decay_rate
+        self.lr_decay_every = lr_decay_every
+        self.eval_every = eval_every
+        self.dtype = dtype
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def _checked_hidden(self) -> tuple[int, ...]:
+        hidden = self.hidden
+        if isinstance(hidden, (Integral, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        try:
+            sizes = tuple(hidden)
+        except TypeError:
+            sizes = None
+        if not sizes:
+            raise ValueError(
+                f"hidden must be a non-empty list of hidden layer sizes, e.g. [256]; got {self.hidden!r}"
+            )
+        for size in sizes:
+            if isinstance(size, (bool, np.bool_)) or not isinstance(size, Integral) or size < 1:
+                raise ValueError(
+                    f"hidden must hold layer sizes that are integers >= 1; got {self.hidden!r}"
+                )
+        return tuple(int(size) for size in sizes)
+
+    def _checked_params(self) -> dict:
+        """Every constructor parameter validated, with a message naming it and what it must be."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}"
+            )
+        dtype = str(np.dtype(self.dtype)) if isinstance(self.dtype, (type, np.dtype)) else self.dtype
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        seed = _check_int("seed", self.seed, 0)
+        if seed >= 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
+        return {
+            "hidden": self._checked_hidden(),
+            "epochs": _check_int("epochs", self.epochs, 1),
+            "lr": _check_positive_float("lr", self.lr),
+            "batch_size": _check_int("batch_size", self.batch_size, 1),
+            "seed": seed,
+            "lr_schedule": self.lr_schedule,
+            "lr_decay_rate": _check_positive_float("lr_decay_rate", self.lr_decay_rate, 1.0),
+            "lr_decay_every": _check_int("lr_decay_every", self.lr_decay_every, 1),
+            "eval_every": _check_int("eval_every", self.eval_every, 1),
+            "dtype": dtype,
+        }
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate this estimator uses in ``epoch`` (counted from 1)."""
+        p = self._checked_params()
+        return learning_rate(p["lr_schedule"], p["lr"], p["lr_decay_rate"], p["lr_decay_every"], epoch)
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Train on ``(X, y)``; ``(X_val, y_val)``, if given, is scored alongside in ``history_``.
+
+        Labels may be of any type scikit-learn accepts (strings, integers); at least two classes.
+        """
+        params = self._checked_params()
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError(
+                f"MLPClassifier needs at least 2 classes to learn; got 1 class ({self.classes_[0]!r})"
+            )
+        n_samples = X.shape[0]
+        if params["batch_size"] > n_samples:
+            raise ValueError(
+                f"batch_size={params['batch_size']} is larger than the number of training samples "
+                f"(n_samples = {n_samples}); use a batch_size of at most {n_samples}"
+            )
+        X_val_cols, y_val_index = self._validation_columns(X_val, y_val)
+
+        rng = np.random.RandomState(params["seed"])
+        sizes = layer_sizes(self.n_features_in_, params["hidden"], self.classes_.size)
+        weights, biases = init_parameters(sizes, rng)
+        trainer = SGDTrainer(weights, biases, params["batch_size"], params["dtype"])
+        result = trainer.train(
+            X.T,
+            y_index,
+            X_val_cols,
+            y_val_index,
+            epochs=params["epochs"],
+            rng=rng,
+            lr_at_epoch=lambda epoch: learning_rate(
+                params["lr_schedule"], params["lr"], params["lr_decay_rate"],
+                params["lr_decay_every"], epoch,
+            ),
+            eval_every=params["eval_every"],
+        )
+        self.coefs_, self.intercepts_ = trainer.parameters(dtype=np.float64)
+        self.history_ = result.history
+        self.diverged_ = result.diverged
+        self.diverged_epoch_ = result.diverged_epoch
+        self.n_epochs_run_ = result.n_epochs_run
+        self.n_steps_ = result.n_steps
+        self.fit_seconds_ = result.seconds
+        self.steps_per_second_ = result.n_steps / result.seconds if result.seconds > 0 else math.nan
+        return self
+
+    def _validation_columns(self, X_val, y_val):
+        """Validated ``(X_val^T, class indices)``, or ``(None, None)`` without a validation set."""
+        if X_val is None and y_val is None:
+            return None, None
+        if X_val is None or y_val is None:
+            raise ValueError("X_val and y_val must be given together (or neither)")
+        X_val, y_val = check_X_y(X_val, y_val, dtype=np.float64)
+        if X_val.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X_val has {X_val.shape[1]} features, but X has {self.n_features_in_}"
+            )
+        unknown = np.setdiff1d(np.unique(y_val), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y_val has labels that are not in y: {unknown.tolist()}")
+        return X_val.T, np.searchsorted(self.classes_, y_val)
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def _logits(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        biases = [b.reshape(-1, 1) for b in self.intercepts_]
+        return logits(self.coefs_, biases, X.T)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, ``(n_samples, n_classes)``, columns in the order of ``classes_``."""
+        return softmax(self._logits(X), axis=0).T
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        return log_softmax(self._logits(X), axis=0).T
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each sample."""
+        scores = self._logits(X)  # validates X, so an unfitted model raises NotFittedError first
+        return self.classes_[np.argmax(scores, axis=0)]
+
+    def log_loss(self, X, y) -> float:
+        """Mean cross-entropy of the model on ``(X, y)``; labels must be among ``classes_``."""
+        check_is_fitted(self)
+        y = np.asarray(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y has labels the model was not trained on: {unknown.tolist()}")
+        return cross_entropy(self._logits(X), np.searchsorted(self.classes_, y))
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save_weights(self, path) -> None:
+        """Write the fitted model to ``path`` (``.npz``, no pickle), atomically.
+
+        Holds the constructor parameters (as JSON), ``classes_``, the weights and biases, and the
+        training record, so :meth:`from_npz` restores a model that predicts identically.
+        """
+        import json
+
+        from .io import save_npz
+
+        check_is_fitted(self)
+        classes = self.classes_
+        if classes.dtype == object:
+            classes = classes.astype(str)
+        arrays = {
+            "params_json": np.array(json.dumps(_jsonable(self.get_params()))),
+            "classes": classes,
+            "n_features_in": np.array(self.n_features_in_),
+            "n_layers": np.array(len(self.coefs_)),
+            "diverged": np.array(self.diverged_),
+            "diverged_epoch": np.array(-1 if self.diverged_epoch_ is None else self.diverged_epoch_),
+            "n_epochs_run": np.array(self.n_epochs_run_),
+            "n_steps": np.array(self.n_steps_),
+            "fit_seconds": np.array(self.fit_seconds_),
+        }
+        for l, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            arrays[f"W{l + 1}"], arrays[f"b{l + 1}"] = W, b
+        for key, values in self.history_.items():
+            arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
+        save_npz(path, **arrays)
+
+    @classmethod
+    def from_npz(cls, path) -> "MLPClassifier":
+        """A fitted model read back from :meth:`save_weights` (never unpickles anything)."""
+        import json
+
+        from .io import load_npz
+
+        arrays = load_npz(path)
+        params = json.loads(str(arrays["params_json"]))
+        if isinstance(params.get("hidden"), list):
+            params["hidden"] = tuple(params["hidden"])
+        model = cls(**params)
+        model.classes_ = arrays["classes"]
+        model.n_features_in_ = int(arrays["n_features_in"])
+        n_layers = int(arrays["n_layers"])
+        model.coefs_ = [arrays[f"W{l + 1}"] for l in range(n_layers)]
+        model.intercepts_ = [arrays[f"b{l + 1}"] for l in range(n_layers)]
+        model.history_ = {
+            key: arrays[f"history_{key}"].tolist() for key in HISTORY_KEYS if f"history_{key}" in arrays
+        }
+        if "epoch" in model.history_:
+            model.history_["epoch"] = [int(e) for e in model.history_["epoch"]]
+        model.diverged_ = bool(arrays["diverged"])
+        epoch = int(arrays["diverged_epoch"])
+        model.diverged_epoch_ = None if epoch < 0 else epoch
+        model.n_epochs_run_ = int(arrays["n_epochs_run"])
+        model.n_steps_ = int(arrays["n_steps"])
+        model.fit_seconds_ = float(arrays["fit_seconds"])
+        model.steps_per_second_ = (
+            model.n_steps_ / model.fit_seconds_ if model.fit_seconds_ > 0 else math.nan
+        )
+        return model
+
+
+def _jsonable(params: dict) -> dict:
+    """Constructor parameters as JSON values (tuples become lists, numpy scalars Python ones)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, (tuple, list, np.ndarray)):
+            value = [v.item() if isinstance(v, np.generic) else v for v in value]
+        elif isinstance(value, (type, np.dtype)):
+            value = str(np.dtype(value))
+        out[key] = value
+    return out

@@ -114,16 +114,14 @@ def decision_regions_figure(
     X_train=None, y_train=None,
 ):
     """The model's predicted class over the PCA plane, with the test points (and training points)."""
-    from matplotlib.colors import ListedColormap
     from sklearn.inspection import DecisionBoundaryDisplay
 
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     points = X_test if X_train is None else np.concatenate([X_train, X_test])
-    colours = ListedColormap([class_style(i)["color"] for i in range(len(classes))])
     DecisionBoundaryDisplay.from_estimator(
         model, points, response_method="predict", plot_method="pcolormesh", grid_resolution=250,
-        eps=0.5, cmap=colours, alpha=0.25, ax=ax, shading="auto",
-        xlabel="PC1", ylabel="PC2",
+        eps=0.5, multiclass_colors=[class_style(i)["color"] for i in range(len(classes))],
+        alpha=0.3, ax=ax, shading="auto", xlabel="PC1", ylabel="PC2",
     )
     sets = [("test", X_test, y_test, 26, "black")]
     if X_train is not None:
@@ -213,7 +211,7 @@ def comparison_figure(summary, title: str, data_label: str | None = None):
     for offset, (metric, (name, colour, _)) in zip((-1, 0, 1), ACCURACY_STYLES.items()):
         ax.bar(positions + offset * width, summary[f"{metric}_mean"].fillna(0), width,
                yerr=summary[f"{metric}_std"].fillna(0), color=colour, label=name, capsize=2)
-    ax.set_xticks(positions, [str(v).replace(" | ", "\n") for v in summary["value"]], fontsize="small")
+    ax.set_xticks(positions, [str(v).replace(" / ", "\n") for v in summary["value"]], fontsize="small")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)

@@ -11,14 +11,13 @@ import time
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import log_loss
 
 from .features import Features
 from .grid import Setting
 from .io import save_csv, save_json
 from .nn import MLPClassifier
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
 def make_classifier(setting: Setting, training: dict) -> MLPClassifier:
@@ -43,12 +42,9 @@ def _finite_or_none(value) -> float | None:
 
 def evaluate(model: MLPClassifier, X: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
     """``(accuracy, loss)`` of a fitted model; ``None`` where a diverged model has no number."""
-    proba = model.predict_proba(X)
-    if not np.isfinite(proba).all():
+    if model.diverged_:
         return None, None
-    accuracy = float(np.mean(model.classes_[np.argmax(proba, axis=1)] == y))
-    loss = log_loss(y, proba, labels=model.classes_)
-    return accuracy, _finite_or_none(loss)
+    return _finite_or_none(model.score(X, y)), _finite_or_none(model.log_loss(X, y))
 
 
 def train_run(setting: Setting, features: Features, training: dict) -> tuple[MLPClassifier, dict, pd.DataFrame, dict]:
@@ -72,9 +68,7 @@ def train_run(setting: Setting, features: Features, training: dict) -> tuple[MLP
         "steps": int(model.n_steps_),
     }
     for part in ("train", "val", "test"):
-        accuracy, loss = (None, None) if model.diverged_ else evaluate(
-            model, getattr(features, f"X_{part}"), getattr(features, f"y_{part}")
-        )
+        accuracy, loss = evaluate(model, getattr(features, f"X_{part}"), getattr(features, f"y_{part}"))
         metrics[f"{part}_accuracy"] = accuracy
         metrics[f"{part}_loss"] = loss
     timing = {

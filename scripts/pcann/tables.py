@@ -104,8 +104,8 @@ def study_tables(plan: pd.DataFrame, runs: pd.DataFrame) -> dict[str, tuple[str,
         tables[f"sweep_{network}_{parameter}"] = (title, part, display_table(part, PARAMETER_TITLES[parameter]))
     for study, value_title, title in (
         ("headline", "run", "Headline runs"),
-        ("protocols", "run | protocol", "Preprocessing protocols on the headline runs"),
-        ("components", "run | components", "PCA components on the headline runs"),
+        ("protocols", "run / protocol", "Preprocessing protocols on the headline runs"),
+        ("components", "run / components", "PCA components on the headline runs"),
         ("factorial", "setting", "Full-factorial grid"),
     ):
         part = summarise(plan, runs, study)

@@ -105,6 +105,8 @@ MinJobAge=300
 KillWait=2
 $node State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# a second, non-default partition: tests check that slurm_partition reaches sbatch
+PartitionName=short Nodes=ALL Default=NO MaxTime=60 State=UP
 EOF
 chmod 644 "$CONF"
 mkdir -p /etc/slurm

@@ -1,0 +1,222 @@
+"""Training speed of pcann.nn against the straightforward reference and PyTorch.
+
+Trains the study's networks on the study's data (PCA(2) features of the fruit images, 1176
+training and 294 validation samples, 3 classes; loss and accuracy of both sets after every
+epoch) with
+
+1. ``pcann.nn.MLPClassifier`` (float32, the fast trainer),
+2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
+3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
+
+all in this process with one BLAS thread each, and prints seconds per 1000 epochs, the speed-up
+of pcann over each, and pcann's achieved GFLOP/s against the single-core float32 matmul peak
+measured in the same run. Every epoch does the same work, so runs shorter than 1000 epochs
+(``--epochs``) are scaled linearly.
+
+    python benchmarks/bench_training.py --data-dir /path/to/fruits          # everything
+    python benchmarks/bench_training.py --epochs 100 --settings 256,256-512  # a quick look
+
+The machine should be otherwise idle: ``--repeats`` keeps the fastest of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "scripts"))
+sys.path.insert(0, str(HERE))
+
+from pcann.data import load_dataset  # noqa: E402
+from pcann.features import build_features  # noqa: E402
+from pcann.nn import MLPClassifier, init_parameters, layer_sizes  # noqa: E402
+import reference_study_nn  # noqa: E402
+
+# name: (hidden sizes, learning rate); batch size 16 throughout, as in the study
+SETTINGS = {
+    "2": ((2,), 0.005),
+    "256": ((256,), 0.005),
+    "256-512": ((256, 512), 0.01),
+    "512-1024": ((512, 1024), 0.01),
+}
+BATCH_SIZE = 16
+SEED = 1
+
+
+def load_features(data_dir: Path):
+    train, test = load_dataset(data_dir)
+    return build_features(train, test, protocol="study", n_components=2, split="study", split_seed=10)
+
+
+def matmul_flops_per_epoch(sizes, n_train: int, n_eval: int) -> int:
+    """Multiply-add flops of one epoch: forward, backward and update products of every training
+    sample, plus one forward pass over training and validation samples. The backward product of
+    the first layer (the gradient w.r.t. the input) is never computed and not counted."""
+    per_sample = [2 * n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    training = 3 * sum(per_sample) - per_sample[0]
+    return n_train * training + n_eval * sum(per_sample)
+
+
+def measure_matmul_peak(repeats: int = 3) -> float:
+    """Best single-core float32 GFLOP/s over large square products, numpy's dot and scipy's gemm."""
+    from scipy.linalg import blas
+
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for n in (1024, 2048, 3072):
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        out_c = np.empty((n, n), np.float32)
+        out_f = np.empty((n, n), np.float32, order="F")
+        for compute in (
+            lambda: np.dot(a, b, out=out_c),
+            lambda: blas.sgemm(1.0, a.T, b.T, 0.0, out_f, 1, 1, 1),  # .T: Fortran views, no copies
+        ):
+            compute()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                compute()
+                best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def run_pcann(f, hidden, lr, epochs):
+    model = MLPClassifier(hidden=hidden, epochs=epochs, lr=lr, batch_size=BATCH_SIZE, seed=SEED)
+    start = time.perf_counter()
+    model.fit(f.X_train, f.y_train, f.X_val, f.y_val)
+    return time.perf_counter() - start, model.history_["val_accuracy"][-1]
+
+
+def run_reference(f, hidden, lr, epochs):
+    start = time.perf_counter()
+    _, history = reference_study_nn.train(
+        f.X_train, f.y_train, f.X_val, f.y_val, hidden, epochs, lr, BATCH_SIZE, seed=SEED
+    )
+    return time.perf_counter() - start, history["val_accuracy"][-1]
+
+
+def run_torch(f, hidden, lr, epochs):
+    """Idiomatic PyTorch: nn.Sequential, CrossEntropyLoss, autograd, optim.SGD; same start."""
+    import torch
+
+    rng = np.random.RandomState(SEED)
+    weights, _ = init_parameters(layer_sizes(f.X_train.shape[1], hidden, 3), rng)
+    layers = []
+    for l, W in enumerate(weights):
+        linear = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.astype(np.float32)))
+            linear.bias.zero_()
+        layers.append(linear)
+        if l < len(weights) - 1:
+            layers.append(torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers)
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X = torch.from_numpy(f.X_train.astype(np.float32))
+    y = torch.from_numpy(f.y_train.astype(np.int64))
+    X_eval = torch.cat([X, torch.from_numpy(f.X_val.astype(np.float32))])
+    y_eval = torch.cat([y, torch.from_numpy(f.y_val.astype(np.int64))])
+    m = len(y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(m))
+        for first in range(0, m, BATCH_SIZE):
+            batch = order[first : first + BATCH_SIZE]
+            optimiser.zero_grad()
+            loss_fn(model(X[batch]), y[batch]).backward()
+            optimiser.step()
+        with torch.no_grad():
+            logits = model(X_eval)
+            history = [
+                loss_fn(logits[:m], y_eval[:m]).item(),
+                (logits[:m].argmax(1) == y_eval[:m]).float().mean().item(),
+                loss_fn(logits[m:], y_eval[m:]).item(),
+                (logits[m:].argmax(1) == y_eval[m:]).float().mean().item(),
+            ]
+    return time.perf_counter() - start, history[3]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR"),
+                        help="fruits folder with Data_train/ and Data_test/ (default: $PCANN_FRUITS_DIR)")
+    parser.add_argument("--epochs", type=int, default=1000, help="epochs per run (default 1000)")
+    parser.add_argument("--settings", default="2,256,256-512,512-1024",
+                        help=f"comma-separated hidden sizes among {', '.join(SETTINGS)}")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per trainer; the fastest counts")
+    parser.add_argument("--no-reference", action="store_true", help="skip the straightforward reference")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    args = parser.parse_args(argv)
+    if not args.data_dir:
+        parser.error("give --data-dir or set PCANN_FRUITS_DIR")
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose among {', '.join(SETTINGS)}")
+
+    trainers = {"pcann": run_pcann}
+    if not args.no_reference:
+        trainers["reference"] = run_reference
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+            trainers["torch"] = run_torch
+        except ImportError:
+            print("torch is not installed: skipping PyTorch")
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(1)  # after every import, so every BLAS library loaded so far is limited
+    blas = {(i["internal_api"], i.get("architecture")) for i in threadpool_info()}
+    print(f"numpy {np.__version__}; BLAS {sorted(blas)}; one thread each", flush=True)
+
+    f = load_features(Path(args.data_dir))
+    print(f"data: {len(f.y_train)} train / {len(f.y_val)} val samples, {f.X_train.shape[1]} features")
+    peak = measure_matmul_peak()
+    print(f"single-core float32 matmul peak: {peak:.1f} GFLOP/s")
+    scale = 1000 / args.epochs
+    rows = []
+    for name in names:
+        hidden, lr = SETTINGS[name]
+        seconds, accuracy = {}, {}
+        for _ in range(args.repeats):
+            for trainer, run in trainers.items():
+                elapsed, val_accuracy = run(f, hidden, lr, args.epochs)
+                seconds[trainer] = min(seconds.get(trainer, np.inf), elapsed * scale)
+                accuracy[trainer] = val_accuracy
+                print(f"  {list(hidden)} {trainer}: {elapsed:.2f} s for {args.epochs} epochs, "
+                      f"val accuracy {val_accuracy:.4f}", flush=True)
+        sizes = layer_sizes(f.X_train.shape[1], hidden, len(f.classes))
+        flops = matmul_flops_per_epoch(sizes, len(f.y_train), len(f.y_train) + len(f.y_val)) * 1000
+        gflops = flops / seconds["pcann"] / 1e9
+        rows.append((hidden, seconds, gflops))
+        ratios = ", ".join(f"{seconds[t] / seconds['pcann']:.2f}x vs {t}" for t in seconds if t != "pcann")
+        print(f"{list(hidden)} b{BATCH_SIZE}: pcann {seconds['pcann']:.2f} s / 1000 epochs; {ratios}; "
+              f"{gflops:.1f} GFLOP/s = {100 * gflops / peak:.0f}% of peak", flush=True)
+
+    print(f"\n| net, batch {BATCH_SIZE} | pcann s | reference s | speed-up | PyTorch s | speed-up "
+          f"| pcann GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|")
+    for hidden, seconds, gflops in rows:
+        cells = [f"{seconds['pcann']:.2f}"]
+        for other in ("reference", "torch"):
+            if other in seconds:
+                cells += [f"{seconds[other]:.1f}", f"{seconds[other] / seconds['pcann']:.1f}x"]
+            else:
+                cells += ["-", "-"]
+        cells += [f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%"]
+        print(f"| {list(hidden)} | " + " | ".join(cells) + " |")
+    print(f"\nseconds per 1000 epochs ({args.epochs} run, best of {args.repeats}); "
+          f"peak {peak:.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

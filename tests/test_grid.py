@@ -1,0 +1,174 @@
+"""The parameter study: plan expansion, and incremental re-runs checked with --dry-run job counts."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, copy_workflow, run_snakemake, tiny_study_config
+
+from pcann import PcannError
+from pcann.config import ConfigError, check_plan_fits_data
+from pcann.grid import Setting, parse_run_id, study_plan, unique_settings
+
+
+def shipped_config():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_shipped_study_has_the_studys_sweeps_with_shared_baselines():
+    rows = study_plan(shipped_config())
+    sweeps = [r for r in rows if r.study == "sweep"]
+    per_table = Counter((r.network, r.parameter) for r in sweeps)
+    # each table: the swept values plus the baseline value
+    assert per_table == {
+        ("two_layer", "hidden"): 6, ("two_layer", "epochs"): 7, ("two_layer", "lr"): 6,
+        ("two_layer", "batch_size"): 5, ("three_layer", "hidden"): 6, ("three_layer", "epochs"): 7,
+        ("three_layer", "lr"): 6, ("three_layer", "batch_size"): 5,
+    }
+    # per network: 1 baseline + 5 hidden + 6 epochs + 5 lr + 4 batch sizes = 21 distinct runs
+    assert len(unique_settings(sweeps)) == 42
+    baseline = Setting("study", 2, (256,), 1000, 0.005, 16, 1)
+    assert sum(r.setting == baseline for r in sweeps) == 4  # in all four tables, trained once
+
+
+def test_headline_runs_are_the_studys():
+    rows = [r for r in study_plan(shipped_config()) if r.study == "headline"]
+    assert [r.setting for r in rows] == [
+        Setting("study", 2, (256,), 1000, 0.005, 16, 1),
+        Setting("study", 2, (256, 512), 1000, 0.01, 16, 1),
+    ]
+
+
+def test_protocol_and_component_comparisons_reuse_the_headline_runs():
+    rows = study_plan(shipped_config())
+    protocols = [r.setting for r in rows if r.study == "protocols"]
+    assert {s.protocol for s in protocols} == {"study", "train-only"}
+    components = {s.n_components for r in rows if r.study == "components" for s in [r.setting]}
+    assert components == {2, 3, 5, 10, 50}
+    assert len(unique_settings(rows)) == 42 + 2 + 2 * 4
+
+
+def test_seeds_multiply_runs_and_factorial_grid_is_the_product():
+    config = shipped_config()
+    config.update(seeds=[1, 2, 3], headline=[], compare_protocols=[], components_sweep=[])
+    assert len(unique_settings(study_plan(config))) == 3 * 42
+    config.update(seeds=[1], full_factorial=True)
+    factorial = [r for r in study_plan(config) if r.study == "factorial"]
+    assert len(factorial) == 2 * (6 * 7 * 6 * 5)
+
+
+def test_run_folder_names_round_trip_and_canonicalise_learning_rates():
+    setting = Setting("train-only", 5, (32, 64), 200, 1e-05, 4, 7)
+    assert setting.run_dir == "results/runs/train-only/pca5/hidden=32-64_epochs=200_lr=1e-05_batch=4_seed=7"
+    assert parse_run_id(setting.run_id) == {
+        "hidden": "32-64", "epochs": "200", "lr": "1e-05", "batch_size": "4", "seed": "7"
+    }
+    assert Setting("study", 2, (8,), 1, 0.0050, 1, 1).run_id == Setting("study", 2, (8,), 1, 5e-3, 1, 1).run_id
+
+
+def test_unknown_headline_network_is_named():
+    config = shipped_config()
+    config["headline"] = [{"network": "four_layer"}]
+    with pytest.raises(PcannError, match="headline: network 'four_layer' is not one of the networks"):
+        study_plan(config)
+
+
+def test_batch_larger_than_training_split_is_refused_with_both_numbers():
+    config = shipped_config()
+    settings = [Setting("study", 2, (8,), 10, 0.1, 300, 1)]
+    with pytest.raises(ConfigError, match=r"batch_size: 300 is larger than the training split \(288 of the 360"):
+        check_plan_fits_data(settings, config, n_train_folder=360, n_features=768)
+
+
+def test_too_many_components_for_the_data_is_refused():
+    settings = [Setting("train-only", 300, (8,), 10, 0.1, 8, 1)]
+    with pytest.raises(ConfigError, match=r"n_components: 300 .* min\(samples=288, features=768\) = 288"):
+        check_plan_fits_data(settings, shipped_config(), n_train_folder=360, n_features=768)
+
+
+# --- incremental re-runs ---------------------------------------------------------------------
+
+def planned_jobs(workdir: Path, config: dict) -> Counter:
+    """Jobs a dry-run with ``config`` as config.yaml would execute, by rule."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return Counter()
+    table = output.split("Job stats:", 1)[1]
+    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"})
+
+
+AGGREGATION = {"collect_metrics", "study_tables", "study_figures", "summary", "all", "plot_run"}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    config = tiny_study_config()
+    workdir = copy_workflow(tmp_path_factory.mktemp("grid"), config)
+    run_snakemake(workdir, "--cores", "2")
+    return workdir, config
+
+
+@pytest.mark.workflow
+def test_finished_study_has_nothing_to_do(finished_study):
+    assert planned_jobs(*finished_study) == Counter()
+
+
+def _edited_config(config: dict, edit) -> dict:
+    edited = copy.deepcopy(config)
+    edit(edited)
+    return edited
+
+
+@pytest.mark.workflow
+def test_adding_one_learning_rate_trains_exactly_one_run(finished_study):
+    workdir, config = finished_study
+    edited = _edited_config(config, lambda c: c["networks"]["two_layer"]["sweep"]["lr"].append(0.2))
+    jobs = planned_jobs(workdir, edited)
+    assert jobs["train"] == 1
+    assert set(jobs) - {"train"} <= AGGREGATION
+
+
+@pytest.mark.workflow
+def test_changing_a_baseline_value_retrains_exactly_the_runs_containing_it(finished_study):
+    workdir, config = finished_study
+    edited = _edited_config(config, lambda c: c["networks"]["two_layer"]["baseline"].update(epochs=25))
+    before = {s for s in unique_settings(study_plan(_validated(config)))}
+    after = {s for s in unique_settings(study_plan(_validated(edited)))}
+    jobs = planned_jobs(workdir, edited)
+    # every two-layer run except the epochs sweep's own values contains the baseline's epochs
+    assert jobs["train"] == len(after - before) > 0
+    assert all(s.epochs == 25 for s in after - before)
+    assert set(jobs) - {"train"} <= AGGREGATION
+
+
+@pytest.mark.workflow
+def test_editing_a_plotting_script_retrains_nothing(finished_study):
+    workdir, config = finished_study
+    script = workdir / "scripts" / "plot_run.py"
+    original = script.read_text()
+    try:
+        script.write_text(original + "\nLEGEND_LOCATION = 'best'  # a code change\n")
+        jobs = planned_jobs(workdir, config)
+    finally:
+        script.write_text(original)
+    assert jobs["train"] == 0
+    assert jobs["plot_run"] > 0  # its figures are redrawn with the new code
+
+
+def _validated(config: dict) -> dict:
+    from snakemake.utils import validate
+
+    config = copy.deepcopy(config)
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    return config

@@ -1,0 +1,411 @@
+"""Unit tests of pcann.nn: gradients, the fast trainer against the readable network, numerical
+safety, determinism, schedules, validation, saving, and scikit-learn compatibility."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from pcann import nn
+from pcann.nn import MLPClassifier
+
+
+@pytest.fixture(autouse=True)
+def floating_point_warnings_are_errors():
+    """Any overflow/invalid/divide warning anywhere in these tests fails the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield
+
+
+def random_problem(n_features=3, m=37, n_classes=3, seed=0):
+    """Samples-as-columns inputs and integer labels, every class present."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_features, m)
+    y = np.arange(m) % n_classes
+    rng.shuffle(y)
+    return X, y
+
+
+def separable_blobs(n_samples=300, std=1.0):
+    return make_blobs(
+        n_samples=n_samples, centers=[(-5, -5), (0, 5), (5, -5)], cluster_std=std, random_state=0
+    )
+
+
+def readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed):
+    """Mini-batch SGD written with the readable network: the specification of the fast trainer."""
+    rng = np.random.RandomState(seed)
+    sizes = nn.layer_sizes(X.shape[0], hidden, int(y.max()) + 1)
+    weights, biases = nn.init_parameters(sizes, rng)
+    m = X.shape[1]
+    for epoch in range(epochs):
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            batch = order[start : start + batch_size]
+            _, dWs, dbs = nn.loss_and_gradients(weights, biases, X[:, batch], y[batch])
+            weights = [W - lrs[epoch] * dW for W, dW in zip(weights, dWs)]
+            biases = [b - lrs[epoch] * db for b, db in zip(biases, dbs)]
+    return weights, biases
+
+
+# -- gradients ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hidden", [[5], [4, 6], [3, 5, 4]], ids=["1-hidden", "2-hidden", "3-hidden"])
+def test_gradients_match_finite_differences(hidden):
+    X, y = random_problem(m=11)
+    rng = np.random.RandomState(1)
+    sizes = nn.layer_sizes(X.shape[0], hidden, 3)
+    # larger than the study's 0.01 so that every layer's gradient is far from zero
+    weights = [rng.randn(n_out, n_in) * 0.7 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.randn(n_out, 1) * 0.3 for n_out in sizes[1:]]
+    _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
+
+    def loss():
+        return nn.loss_and_gradients(weights, biases, X, y)[0]
+
+    analytic, numeric = [], []
+    eps = 1e-6
+    for params, grads in ((weights, dWs), (biases, dbs)):
+        for P, dP in zip(params, grads):
+            for index in np.ndindex(P.shape):
+                saved = P[index]
+                P[index] = saved + eps
+                plus = loss()
+                P[index] = saved - eps
+                minus = loss()
+                P[index] = saved
+                numeric.append((plus - minus) / (2 * eps))
+                analytic.append(dP[index])
+    analytic, numeric = np.array(analytic), np.array(numeric)
+    relative_error = np.linalg.norm(analytic - numeric) / np.linalg.norm(analytic + numeric)
+    assert relative_error < 1e-6
+    assert np.linalg.norm(analytic) > 1e-2  # a real gradient, not a trivially matching zero
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [[5], [4, 6], [3, 5, 4], [96, 90]],
+    ids=["1-hidden", "2-hidden", "3-hidden", "gemm-route"],
+)
+@pytest.mark.parametrize("batch", [8, 5])
+def test_fast_step_equals_readable_step(hidden, batch):
+    """One step of the trainer is W <- W - lr * dW with the readable network's gradients."""
+    X, y = random_problem(m=batch)
+    rng = np.random.RandomState(2)
+    sizes = nn.layer_sizes(X.shape[0], hidden, 3)
+    weights = [rng.randn(n_out, n_in) * 0.5 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.randn(n_out, 1) * 0.5 for n_out in sizes[1:]]
+    if hidden == [96, 90]:  # the middle layer is large enough for the direct-BLAS route
+        assert 90 * 97 >= nn.GEMM_MIN_WEIGHTS
+    lr = 0.3
+    trainer = nn.SGDTrainer(weights, biases, batch, "float64")
+    plan = trainer.make_plan(batch)
+    plan.output.set_learning_rate(lr)
+    x = np.vstack([X, np.ones((1, batch))])
+    trainer.step(plan, x, x.T, nn.one_hot(y, 3) * (lr / batch))
+
+    _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
+    new_weights, new_biases = trainer.parameters()
+    for W, dW, W_new in zip(weights, dWs, new_weights):
+        np.testing.assert_allclose(W_new, W - lr * dW, rtol=1e-12, atol=1e-14)
+    for b, db, b_new in zip(biases, dbs, new_biases):
+        np.testing.assert_allclose(b_new, (b - lr * db).reshape(-1), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("hidden", [[6], [5, 4]])
+@pytest.mark.parametrize("schedule", ["constant", "step", "exponential"])
+def test_training_equals_readable_sgd(hidden, schedule):
+    """Seeding, initialisation, shuffling, the short last batch and the schedule, end to end."""
+    X, y = random_problem(m=37)
+    epochs, batch_size = 4, 8
+    model = MLPClassifier(
+        hidden=hidden, epochs=epochs, lr=0.5, batch_size=batch_size, seed=3, lr_schedule=schedule,
+        lr_decay_rate=0.5, lr_decay_every=2, dtype="float64",
+    ).fit(X.T, y)
+    lrs = [model.learning_rate_at(epoch) for epoch in range(1, epochs + 1)]
+    weights, biases = readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed=3)
+    for W_fast, W in zip(model.coefs_, weights):
+        np.testing.assert_allclose(W_fast, W, rtol=1e-10, atol=1e-13)
+    for b_fast, b in zip(model.intercepts_, biases):
+        np.testing.assert_allclose(b_fast, b.reshape(-1), rtol=1e-10, atol=1e-13)
+    assert model.n_steps_ == epochs * math.ceil(37 / batch_size)
+
+
+def test_history_losses_match_log_loss():
+    X, y = separable_blobs(std=3.0)
+    model = MLPClassifier(hidden=[8], epochs=3, lr=0.05, dtype="float64").fit(X[:200], y[:200], X[200:], y[200:])
+    assert model.history_["train_loss"][-1] == pytest.approx(model.log_loss(X[:200], y[:200]), rel=1e-9)
+    assert model.history_["val_loss"][-1] == pytest.approx(model.log_loss(X[200:], y[200:]), rel=1e-9)
+    assert model.history_["val_accuracy"][-1] == pytest.approx(model.score(X[200:], y[200:]))
+
+
+# -- learning -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_learns_separable_blobs(dtype):
+    X, y = separable_blobs()
+    model = MLPClassifier(hidden=[16], epochs=50, lr=0.1, dtype=dtype).fit(X[::2], y[::2])
+    assert model.score(X[1::2], y[1::2]) >= 0.99
+    assert model.history_["train_loss"][-1] < model.history_["train_loss"][0]
+    assert not model.diverged_
+
+
+def test_learns_with_string_labels():
+    X, y = separable_blobs()
+    names = np.array(["pear", "apple", "lychee"])[y]
+    model = MLPClassifier(hidden=[16], epochs=30, lr=0.1).fit(X, names)
+    assert list(model.classes_) == ["apple", "lychee", "pear"]
+    assert model.score(X, names) >= 0.99
+    assert set(model.predict(X)) <= set(names)
+
+
+# -- determinism --------------------------------------------------------------------------------
+
+
+def fitted(seed, **params):
+    X, y = separable_blobs(std=3.0)
+    return MLPClassifier(hidden=[8, 6], epochs=5, lr=0.05, seed=seed, **params).fit(
+        X[:200], y[:200], X[200:], y[200:]
+    )
+
+
+def test_same_seed_is_bit_identical():
+    first, second = fitted(seed=4), fitted(seed=4)
+    for a, b in zip(first.coefs_ + first.intercepts_, second.coefs_ + second.intercepts_):
+        assert np.array_equal(a, b)
+    assert first.history_ == second.history_
+
+
+def test_different_seed_differs():
+    first, second = fitted(seed=4), fitted(seed=5)
+    assert not np.array_equal(first.coefs_[0], second.coefs_[0])
+    assert first.history_["train_loss"] != second.history_["train_loss"]
+
+
+def test_initial_weights_follow_the_study():
+    """W_l = randn(n_out, n_in) * 0.01 from RandomState(seed), drawn layer by layer."""
+    rng = np.random.RandomState(1)
+    weights, biases = nn.init_parameters([2, 256, 512, 3], rng)
+    expected = np.random.RandomState(1)
+    for W, shape in zip(weights, [(256, 2), (512, 256), (3, 512)]):
+        assert np.array_equal(W, expected.randn(*shape) * 0.01)
+    assert all(not b.any() for b in biases)
+
+
+# -- numerical safety ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stable_pieces_on_extreme_inputs(dtype):
+    z = np.array([-1e30, -1e6, -100.0, 0.0, 100.0, 1e6, 1e30], dtype=dtype)
+    s = nn.sigmoid(z)
+    assert s.dtype == dtype and np.all(np.isfinite(s))
+    tiny = np.finfo(dtype).tiny  # the smallest normal number: anything below is 0 for all purposes
+    assert 0 <= s[0] < tiny and 0 <= s[1] < tiny and s[3] == 0.5 and s[-1] == 1 and s[-2] == 1
+    assert s[2] == pytest.approx(math.exp(-100), rel=1e-5) if dtype == np.float64 else s[2] < tiny
+    logits = np.array([[1e30, -1e30], [-1e30, 1e30], [0.0, 0.0]], dtype=dtype)
+    assert np.all(np.isfinite(nn.log_softmax(logits)))
+    np.testing.assert_allclose(nn.softmax(logits)[:, 0], [1, 0, 0])
+    loss = nn.cross_entropy(logits.astype(np.float64), np.array([2, 0]))
+    assert math.isfinite(loss) and loss > 1e29  # confidently wrong: huge but finite
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_floating_point_warnings_at_lr_0_1(scale, dtype):
+    """Training and prediction at lr 0.1, also on inputs a million times larger."""
+    X, y = separable_blobs(std=2.0)
+    X = X * scale  # at 1e6 every hidden unit saturates: exp(-z) would overflow unguarded
+    model = MLPClassifier(hidden=[16], epochs=30, lr=0.1, dtype=dtype).fit(X, y, X, y)
+    assert not model.diverged_
+    assert np.all(np.isfinite(model.predict_proba(X)))
+    assert math.isfinite(model.log_loss(X, y))
+    assert model.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_absurd_learning_rate_is_recorded_as_divergence(dtype):
+    X, y = separable_blobs(std=4.0)  # overlapping classes: a huge step leaves a huge loss
+    model = MLPClassifier(hidden=[16], epochs=20, lr=1e4, dtype=dtype).fit(X, y)
+    assert model.diverged_
+    assert model.diverged_epoch_ == 1
+    assert model.n_epochs_run_ == 1
+    assert model.history_["epoch"] == [1]
+    assert model.history_["train_loss"][-1] > nn.DIVERGENCE_FACTOR * math.log(3)
+
+
+def test_overflow_in_training_stops_the_run_at_once():
+    """Weights too large for float32 overflow in the first step: diverged, not crashed or NaN."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(2, 40) * 1e10, rng.randint(0, 3, 40)
+    weights, biases = [np.full((4, 2), 1e30), np.ones((3, 4))], [np.zeros(4), np.zeros(3)]
+    trainer = nn.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
+    result = trainer.train(X, y, epochs=5, rng=rng, lr_at_epoch=lambda epoch: 0.1)
+    assert result.diverged and result.diverged_epoch == 1
+    assert result.n_steps == 0  # stopped inside the first step
+    assert result.history["epoch"] == [1]
+
+
+# -- schedules and evaluation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("constant", [0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+        ("step", [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]),
+        ("exponential", [0.1 * 0.5 ** (e / 2) for e in range(6)]),
+    ],
+)
+def test_learning_rate_schedules(schedule, expected):
+    rates = [nn.learning_rate(schedule, 0.1, 0.5, 2, epoch) for epoch in range(1, 7)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-15)
+    X, y = separable_blobs()
+    model = MLPClassifier(
+        hidden=[4], epochs=6, lr=0.1, lr_schedule=schedule, lr_decay_rate=0.5, lr_decay_every=2
+    ).fit(X, y)
+    np.testing.assert_allclose(model.history_["lr"], expected, rtol=1e-15)
+
+
+def test_decayed_learning_rate_slows_learning():
+    """With a rate that vanishes after the first epoch, later epochs leave the weights alone."""
+    X, y = separable_blobs(std=3.0)
+    params = dict(hidden=[8], lr=0.1, lr_schedule="step", lr_decay_rate=1e-30, lr_decay_every=1)
+    one_epoch = MLPClassifier(epochs=1, **params).fit(X, y)
+    five_epochs = MLPClassifier(epochs=5, **params).fit(X, y)
+    constant = MLPClassifier(hidden=[8], lr=0.1, epochs=5).fit(X, y)
+    np.testing.assert_allclose(five_epochs.coefs_[0], one_epoch.coefs_[0], rtol=1e-6)
+    assert not np.allclose(constant.coefs_[0], one_epoch.coefs_[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "epochs, every, expected",
+    [(10, 1, list(range(1, 11))), (10, 3, [3, 6, 9, 10]), (10, 5, [5, 10]), (4, 10, [4])],
+)
+def test_eval_every(epochs, every, expected):
+    X, y = separable_blobs()
+    model = MLPClassifier(hidden=[4], epochs=epochs, lr=0.05, eval_every=every).fit(X, y)
+    assert model.history_["epoch"] == expected
+    assert {len(values) for values in model.history_.values()} == {len(expected)}
+    assert all(math.isnan(v) for v in model.history_["val_loss"] + model.history_["val_accuracy"])
+    assert model.n_epochs_run_ == epochs
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("batch_size", 0),
+        ("batch_size", -4),
+        ("batch_size", 2.5),
+        ("lr", 0),
+        ("lr", -0.1),
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("lr", "fast"),
+        ("hidden", []),
+        ("hidden", [0]),
+        ("hidden", [256, 0]),
+        ("hidden", [256, -3]),
+        ("hidden", [2.5]),
+        ("hidden", None),
+        ("epochs", 0),
+        ("eval_every", 0),
+        ("seed", -1),
+        ("lr_schedule", "cosine"),
+        ("lr_decay_rate", 0),
+        ("lr_decay_rate", 1.5),
+        ("lr_decay_every", 0),
+        ("dtype", "float16"),
+    ],
+)
+def test_invalid_parameters_are_named(param, value):
+    X, y = separable_blobs()
+    model = MLPClassifier(epochs=1).set_params(**{param: value})
+    with pytest.raises(ValueError, match=param):
+        model.fit(X, y)
+
+
+def test_batch_larger_than_training_set():
+    X, y = separable_blobs(n_samples=12)
+    with pytest.raises(ValueError, match=r"batch_size=16 .*\(n_samples = 12\)"):
+        MLPClassifier(epochs=1).fit(X, y)
+
+
+def test_single_class_is_refused():
+    X, _ = separable_blobs(n_samples=30)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier(epochs=1).fit(X, np.zeros(30))
+
+
+@pytest.mark.parametrize(
+    "X_val, y_val, message",
+    [
+        ("X", None, "together"),
+        (None, "y", "together"),
+        ("X3", "y", "features"),
+        ("X", "unknown", "not in y"),
+    ],
+)
+def test_invalid_validation_set(X_val, y_val, message):
+    X, y = separable_blobs(n_samples=60)
+    choices = {
+        "X": X,
+        "X3": np.hstack([X, X[:, :1]]),
+        "y": y,
+        "unknown": np.where(y == 0, 7, y),
+        None: None,
+    }
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier(epochs=1).fit(X, y, choices[X_val], choices[y_val])
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError):
+        MLPClassifier().predict(np.zeros((2, 2)))
+
+
+# -- saving -------------------------------------------------------------------------------------
+
+
+def test_save_and_load_weights(tmp_path):
+    X, y = separable_blobs(std=3.0)
+    names = np.array(["carambula", "lychee", "pear"])[y]
+    model = MLPClassifier(hidden=(8, 5), epochs=3, lr=0.05, eval_every=2).fit(X, names, X, names)
+    path = tmp_path / "model.npz"
+    model.save_weights(path)
+    assert os.listdir(tmp_path) == ["model.npz"]  # the temporary file was renamed, not left
+    with np.load(path, allow_pickle=False) as archive:  # readable without pickle
+        assert archive["W2"].shape == (5, 8)
+    loaded = MLPClassifier.from_npz(path)
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.history_ == model.history_
+    assert (loaded.diverged_, loaded.n_steps_) == (model.diverged_, model.n_steps_)
+
+
+def test_save_unfitted_model_fails(tmp_path):
+    with pytest.raises(NotFittedError):
+        MLPClassifier().save_weights(tmp_path / "model.npz")
+
+
+# -- scikit-learn compatibility -----------------------------------------------------------------
+
+
+@parametrize_with_checks([MLPClassifier(hidden=[8], epochs=20, batch_size=4, lr=0.1)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's own estimator checks (all of those that apply to a classifier)."""
+    check(estimator)
