@@ -51,7 +51,9 @@ SEED = 1
 
 def load_features(data_dir: Path):
     train, test = load_dataset(data_dir)
-    return build_features(train, test, protocol="study", n_components=2, split="study", split_seed=10)
+    return build_features(
+        train, test, protocol="study", n_components=2, split="study", split_seed=10
+    )
 
 
 def matmul_flops_per_epoch(sizes, n_train: int, n_eval: int) -> int:
@@ -145,13 +147,23 @@ def run_torch(f, hidden, lr, epochs):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR"),
-                        help="fruits folder with Data_train/ and Data_test/ (default: $PCANN_FRUITS_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("PCANN_FRUITS_DIR"),
+        help="fruits folder with Data_train/ and Data_test/ (default: $PCANN_FRUITS_DIR)",
+    )
     parser.add_argument("--epochs", type=int, default=1000, help="epochs per run (default 1000)")
-    parser.add_argument("--settings", default="2,256,256-512,512-1024",
-                        help=f"comma-separated hidden sizes among {', '.join(SETTINGS)}")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per trainer; the fastest counts")
-    parser.add_argument("--no-reference", action="store_true", help="skip the straightforward reference")
+    parser.add_argument(
+        "--settings",
+        default="2,256,256-512,512-1024",
+        help=f"comma-separated hidden sizes among {', '.join(SETTINGS)}",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per trainer; the fastest counts"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the straightforward reference"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     args = parser.parse_args(argv)
     if not args.data_dir:
@@ -180,7 +192,9 @@ def main(argv=None) -> None:
     print(f"numpy {np.__version__}; BLAS {sorted(blas)}; one thread each", flush=True)
 
     f = load_features(Path(args.data_dir))
-    print(f"data: {len(f.y_train)} train / {len(f.y_val)} val samples, {f.X_train.shape[1]} features")
+    print(
+        f"data: {len(f.y_train)} train / {len(f.y_val)} val samples, {f.X_train.shape[1]} features"
+    )
     peak = measure_matmul_peak()
     print(f"single-core float32 matmul peak: {peak:.1f} GFLOP/s")
     scale = 1000 / args.epochs
@@ -193,18 +207,28 @@ def main(argv=None) -> None:
                 elapsed, val_accuracy = run(f, hidden, lr, args.epochs)
                 seconds[trainer] = min(seconds.get(trainer, np.inf), elapsed * scale)
                 accuracy[trainer] = val_accuracy
-                print(f"  {list(hidden)} {trainer}: {elapsed:.2f} s for {args.epochs} epochs, "
-                      f"val accuracy {val_accuracy:.4f}", flush=True)
+                print(
+                    f"  {list(hidden)} {trainer}: {elapsed:.2f} s for {args.epochs} epochs, "
+                    f"val accuracy {val_accuracy:.4f}",
+                    flush=True,
+                )
         sizes = layer_sizes(f.X_train.shape[1], hidden, len(f.classes))
         flops = matmul_flops_per_epoch(sizes, len(f.y_train), len(f.y_train) + len(f.y_val)) * 1000
         gflops = flops / seconds["pcann"] / 1e9
         rows.append((hidden, seconds, gflops))
-        ratios = ", ".join(f"{seconds[t] / seconds['pcann']:.2f}x vs {t}" for t in seconds if t != "pcann")
-        print(f"{list(hidden)} b{BATCH_SIZE}: pcann {seconds['pcann']:.2f} s / 1000 epochs; {ratios}; "
-              f"{gflops:.1f} GFLOP/s = {100 * gflops / peak:.0f}% of peak", flush=True)
+        ratios = ", ".join(
+            f"{seconds[t] / seconds['pcann']:.2f}x vs {t}" for t in seconds if t != "pcann"
+        )
+        print(
+            f"{list(hidden)} b{BATCH_SIZE}: pcann {seconds['pcann']:.2f} s / 1000 epochs; {ratios}; "
+            f"{gflops:.1f} GFLOP/s = {100 * gflops / peak:.0f}% of peak",
+            flush=True,
+        )
 
-    print(f"\n| net, batch {BATCH_SIZE} | pcann s | reference s | speed-up | PyTorch s | speed-up "
-          f"| pcann GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|")
+    print(
+        f"\n| net, batch {BATCH_SIZE} | pcann s | reference s | speed-up | PyTorch s | speed-up "
+        f"| pcann GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|"
+    )
     for hidden, seconds, gflops in rows:
         cells = [f"{seconds['pcann']:.2f}"]
         for other in ("reference", "torch"):
@@ -214,8 +238,10 @@ def main(argv=None) -> None:
                 cells += ["-", "-"]
         cells += [f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%"]
         print(f"| {list(hidden)} | " + " | ".join(cells) + " |")
-    print(f"\nseconds per 1000 epochs ({args.epochs} run, best of {args.repeats}); "
-          f"peak {peak:.1f} GFLOP/s")
+    print(
+        f"\nseconds per 1000 epochs ({args.epochs} run, best of {args.repeats}); "
+        f"peak {peak:.1f} GFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ check_plan_fits_data(SETTINGS, config, N_TRAIN_FOLDER, N_FEATURES)
 TRAINING_PARAMS = {
     k: v for k, v in config["training"].items() if k != "plot_training_points"
 }
-RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/" + RUN_ID_TEMPLATE
+RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
 
 
 wildcard_constraints:
@@ -186,3 +186,16 @@ def study_outputs():
     files += ["results/tables/runs.csv", "results/summary.md"]
     files += figure_pair("results/figures/data/samples")
     return files
+
+
+def report_category(table_name):
+    return "sweeps" if table_name.startswith("sweep_") else "runs"
+
+
+def report_labels(table_name):
+    """Labels of a table in the HTML report: the same two columns as the figures beside it."""
+    for network in NETWORKS:
+        prefix = f"sweep_{network}_"
+        if table_name.startswith(prefix):
+            return {"network": network, "content": f"table: {table_name[len(prefix):]}"}
+    return {"network": "headline runs", "content": f"table: {table_name}"}

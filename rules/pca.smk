@@ -48,16 +48,32 @@ rule plot_pca:
         features="results/features/{protocol}/pca{n_components}/features.npz",
         spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
     output:
-        explained_variance=multiext(
-            "results/figures/pca/{protocol}-pca{n_components}/explained_variance",
-            ".png",
-            ".svg",
-        ),
-        projection=multiext(
-            "results/figures/pca/{protocol}-pca{n_components}/projection",
-            ".png",
-            ".svg",
-        ),
+        explained_variance=[
+            report(
+                "results/figures/pca/{protocol}-pca{n_components}/explained_variance.png",
+                caption="../report/pca.rst",
+                category="PCA",
+                labels={
+                    "protocol": "{protocol}",
+                    "components": "{n_components}",
+                    "figure": "explained variance",
+                },
+            ),
+            "results/figures/pca/{protocol}-pca{n_components}/explained_variance.svg",
+        ],
+        projection=[
+            report(
+                "results/figures/pca/{protocol}-pca{n_components}/projection.png",
+                caption="../report/pca.rst",
+                category="PCA",
+                labels={
+                    "protocol": "{protocol}",
+                    "components": "{n_components}",
+                    "figure": "projection",
+                },
+            ),
+            "results/figures/pca/{protocol}-pca{n_components}/projection.svg",
+        ],
     log:
         "results/logs/plot_pca/{protocol}-pca{n_components}.log",
     localrule: True

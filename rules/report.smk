@@ -29,8 +29,8 @@ rule study_tables:
             report(
                 f"results/tables/{name}.html",
                 caption="../report/table.rst",
-                category="sweeps" if name.startswith("sweep") else "runs",
-                labels={"table": name},
+                category=report_category(name),
+                labels=report_labels(name),
             )
             for name in TABLE_NAMES
         ],
@@ -75,7 +75,7 @@ rule study_figures:
                 f"results/figures/sweeps/{network}_accuracy.png",
                 caption="../report/sweep_accuracy.rst",
                 category="sweeps",
-                labels={"network": network, "figure": "accuracy by value"},
+                labels={"network": network, "content": "figure: accuracy by value"},
             )
             for network in SWEEP_NETWORKS
         ]
@@ -88,7 +88,7 @@ rule study_figures:
                 f"results/figures/sweeps/{network}_lr_curves.png",
                 caption="../report/lr_curves.rst",
                 category="sweeps",
-                labels={"network": network, "figure": "learning-rate curves"},
+                labels={"network": network, "content": "figure: learning-rate curves"},
             )
             for network in LR_SWEEP_NETWORKS
         ]
@@ -101,7 +101,10 @@ rule study_figures:
                 f"{prefix}_{kind}.png",
                 caption="../report/headline.rst",
                 category="runs",
-                labels={"run": prefix.rsplit("/", 1)[-1], "figure": kind},
+                labels={
+                    "network": prefix.rsplit("/", 1)[-1],
+                    "content": f"figure: {kind.replace('_', ' ')}",
+                },
             )
             for prefix in headline_figure_prefixes()
             for kind in ("curves", "decision_regions")
@@ -116,7 +119,7 @@ rule study_figures:
                 f"results/figures/{name}.png",
                 caption="../report/comparison.rst",
                 category="runs",
-                labels={"figure": name},
+                labels={"network": "headline runs", "content": f"figure: {name}"},
             )
             for name in COMPARISONS
         ]

@@ -109,3 +109,16 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
             f"--- stdout ---\n{result.stdout[-5000:]}\n--- stderr ---\n{result.stderr[-8000:]}"
         )
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """One complete run of the tiny study (.test/config.yaml), shared by the workflow tests.
+
+    Returns ``(workdir, config, result)``. Tests may dry-run it with other configs but must
+    leave its files as they found them.
+    """
+    config = tiny_study_config()
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny-study"), config)
+    result = run_snakemake(workdir, "--cores", "2")
+    return workdir, config, result

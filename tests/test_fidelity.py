@@ -27,7 +27,9 @@ LEAK_FREE_MINIMUM = 0.95
 
 @pytest.fixture(scope="module")
 def fruit_images(fruits_dir):
-    return load_dataset(fruits_dir, train_folder="Data_train", test_folder="Data_test", mode="color")
+    return load_dataset(
+        fruits_dir, train_folder="Data_train", test_folder="Data_test", mode="color"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,13 @@ def features(fruit_images):
     train, test = fruit_images
     return {
         protocol: build_features(
-            train, test, protocol=protocol, n_components=2, split="study", val_fraction=0.2, split_seed=10
+            train,
+            test,
+            protocol=protocol,
+            n_components=2,
+            split="study",
+            val_fraction=0.2,
+            split_seed=10,
         )
         for protocol in ("study", "train-only")
     }
@@ -45,7 +53,9 @@ def fit_study_setting(features, setting):
     model = MLPClassifier(
         hidden=setting["hidden"], epochs=1000, lr=setting["lr"], batch_size=16, seed=1
     )
-    with threadpool_limits(1):  # one BLAS thread: fastest for batches of 16, and no oversubscription
+    with threadpool_limits(
+        1
+    ):  # one BLAS thread: fastest for batches of 16, and no oversubscription
         model.fit(features.X_train, features.y_train, features.X_val, features.y_val)
     assert not model.diverged_
     assert model.n_epochs_run_ == 1000
@@ -62,7 +72,9 @@ def test_data_is_the_study_split(features):
 def test_study_protocol_matches_the_study(features, name):
     setting = STUDY_SETTINGS[name]
     accuracy = fit_study_setting(features["study"], setting)
-    print(f"study protocol, {name}: test accuracy {accuracy:.4f} (study {setting['study_test_accuracy']})")
+    print(
+        f"study protocol, {name}: test accuracy {accuracy:.4f} (study {setting['study_test_accuracy']})"
+    )
     assert abs(accuracy - setting["study_test_accuracy"]) <= TOLERANCE
 
 

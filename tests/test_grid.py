@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, copy_workflow, run_snakemake, tiny_study_config
+from conftest import REPO, run_snakemake
 
 from pcann import PcannError
 from pcann.config import ConfigError, check_plan_fits_data
@@ -99,8 +100,13 @@ def test_too_many_components_for_the_data_is_refused():
 
 def planned_jobs(workdir: Path, config: dict) -> Counter:
     """Jobs a dry-run with ``config`` as config.yaml would execute, by rule."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+    config_file = workdir / "config.yaml"
+    original = config_file.read_text()
+    try:
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+    finally:
+        config_file.write_text(original)
     output = result.stdout + result.stderr
     if "Nothing to be done" in output:
         return Counter()
@@ -112,10 +118,8 @@ AGGREGATION = {"collect_metrics", "study_tables", "study_figures", "summary", "a
 
 
 @pytest.fixture(scope="module")
-def finished_study(tmp_path_factory):
-    config = tiny_study_config()
-    workdir = copy_workflow(tmp_path_factory.mktemp("grid"), config)
-    run_snakemake(workdir, "--cores", "2")
+def finished_study(tiny_study):
+    workdir, config, _ = tiny_study
     return workdir, config
 
 
@@ -156,12 +160,14 @@ def test_changing_a_baseline_value_retrains_exactly_the_runs_containing_it(finis
 def test_editing_a_plotting_script_retrains_nothing(finished_study):
     workdir, config = finished_study
     script = workdir / "scripts" / "plot_run.py"
-    original = script.read_text()
+    original, stat = script.read_text(), script.stat()
     try:
         script.write_text(original + "\nLEGEND_LOCATION = 'best'  # a code change\n")
         jobs = planned_jobs(workdir, config)
     finally:
+        # Snakemake's code trigger for scripts is their modification time: restore it too
         script.write_text(original)
+        os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert jobs["train"] == 0
     assert jobs["plot_run"] > 0  # its figures are redrawn with the new code
 

@@ -59,7 +59,9 @@ def readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed):
 # -- gradients ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hidden", [[5], [4, 6], [3, 5, 4]], ids=["1-hidden", "2-hidden", "3-hidden"])
+@pytest.mark.parametrize(
+    "hidden", [[5], [4, 6], [3, 5, 4]], ids=["1-hidden", "2-hidden", "3-hidden"]
+)
 def test_gradients_match_finite_differences(hidden):
     X, y = random_problem(m=11)
     rng = np.random.RandomState(1)
@@ -96,22 +98,19 @@ def test_gradients_match_finite_differences(hidden):
     [[5], [4, 6], [3, 5, 4], [96, 90]],
     ids=["1-hidden", "2-hidden", "3-hidden", "gemm-route"],
 )
-@pytest.mark.parametrize("batch", [8, 5])
-def test_fast_step_equals_readable_step(hidden, batch):
+@pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6)])
+def test_fast_step_equals_readable_step(hidden, batch, n_classes):
     """One step of the trainer is W <- W - lr * dW with the readable network's gradients."""
-    X, y = random_problem(m=batch)
+    X, y = random_problem(m=batch, n_classes=n_classes)
     rng = np.random.RandomState(2)
-    sizes = nn.layer_sizes(X.shape[0], hidden, 3)
+    sizes = nn.layer_sizes(X.shape[0], hidden, n_classes)
     weights = [rng.randn(n_out, n_in) * 0.5 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     biases = [rng.randn(n_out, 1) * 0.5 for n_out in sizes[1:]]
     if hidden == [96, 90]:  # the middle layer is large enough for the direct-BLAS route
         assert 90 * 97 >= nn.GEMM_MIN_WEIGHTS
     lr = 0.3
     trainer = nn.SGDTrainer(weights, biases, batch, "float64")
-    plan = trainer.make_plan(batch)
-    plan.output.set_learning_rate(lr)
-    x = np.vstack([X, np.ones((1, batch))])
-    trainer.step(plan, x, x.T, nn.one_hot(y, 3) * (lr / batch))
+    trainer.step(X, y, lr)
 
     _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
     new_weights, new_biases = trainer.parameters()
@@ -128,8 +127,15 @@ def test_training_equals_readable_sgd(hidden, schedule):
     X, y = random_problem(m=37)
     epochs, batch_size = 4, 8
     model = MLPClassifier(
-        hidden=hidden, epochs=epochs, lr=0.5, batch_size=batch_size, seed=3, lr_schedule=schedule,
-        lr_decay_rate=0.5, lr_decay_every=2, dtype="float64",
+        hidden=hidden,
+        epochs=epochs,
+        lr=0.5,
+        batch_size=batch_size,
+        seed=3,
+        lr_schedule=schedule,
+        lr_decay_rate=0.5,
+        lr_decay_every=2,
+        dtype="float64",
     ).fit(X.T, y)
     lrs = [model.learning_rate_at(epoch) for epoch in range(1, epochs + 1)]
     weights, biases = readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed=3)
@@ -142,9 +148,15 @@ def test_training_equals_readable_sgd(hidden, schedule):
 
 def test_history_losses_match_log_loss():
     X, y = separable_blobs(std=3.0)
-    model = MLPClassifier(hidden=[8], epochs=3, lr=0.05, dtype="float64").fit(X[:200], y[:200], X[200:], y[200:])
-    assert model.history_["train_loss"][-1] == pytest.approx(model.log_loss(X[:200], y[:200]), rel=1e-9)
-    assert model.history_["val_loss"][-1] == pytest.approx(model.log_loss(X[200:], y[200:]), rel=1e-9)
+    model = MLPClassifier(hidden=[8], epochs=3, lr=0.05, dtype="float64").fit(
+        X[:200], y[:200], X[200:], y[200:]
+    )
+    assert model.history_["train_loss"][-1] == pytest.approx(
+        model.log_loss(X[:200], y[:200]), rel=1e-9
+    )
+    assert model.history_["val_loss"][-1] == pytest.approx(
+        model.log_loss(X[200:], y[200:]), rel=1e-9
+    )
     assert model.history_["val_accuracy"][-1] == pytest.approx(model.score(X[200:], y[200:]))
 
 
@@ -244,16 +256,28 @@ def test_absurd_learning_rate_is_recorded_as_divergence(dtype):
     assert model.history_["train_loss"][-1] > nn.DIVERGENCE_FACTOR * math.log(3)
 
 
-def test_overflow_in_training_stops_the_run_at_once():
-    """Weights too large for float32 overflow in the first step: diverged, not crashed or NaN."""
+def test_nan_in_training_stops_the_run_at_once():
+    """Output weights so large that the logits overflow: inf - inf is NaN in the first step."""
     rng = np.random.RandomState(0)
-    X, y = rng.randn(2, 40) * 1e10, rng.randint(0, 3, 40)
-    weights, biases = [np.full((4, 2), 1e30), np.ones((3, 4))], [np.zeros(4), np.zeros(3)]
+    X, y = rng.randn(2, 40), rng.randint(0, 3, 40)
+    weights, biases = [np.ones((4, 2)), np.full((3, 4), 3e38)], [np.zeros(4), np.zeros(3)]
     trainer = nn.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
     result = trainer.train(X, y, epochs=5, rng=rng, lr_at_epoch=lambda epoch: 0.1)
     assert result.diverged and result.diverged_epoch == 1
     assert result.n_steps == 0  # stopped inside the first step
     assert result.history["epoch"] == [1]
+    assert not math.isfinite(result.history["train_loss"][0])
+
+
+def test_saturated_sigmoids_are_not_divergence():
+    """Pre-activations beyond float32's range saturate the sigmoid; training goes on."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(2, 40) * 1e10, rng.randint(0, 3, 40)
+    weights, biases = [np.full((4, 2), 1e30), np.ones((3, 4))], [np.zeros(4), np.zeros(3)]
+    trainer = nn.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
+    result = trainer.train(X, y, epochs=5, rng=rng, lr_at_epoch=lambda epoch: 0.1)
+    assert not result.diverged and result.n_epochs_run == 5
+    assert all(math.isfinite(loss) for loss in result.history["train_loss"])
 
 
 # -- schedules and evaluation -------------------------------------------------------------------
@@ -284,6 +308,8 @@ def test_decayed_learning_rate_slows_learning():
     one_epoch = MLPClassifier(epochs=1, **params).fit(X, y)
     five_epochs = MLPClassifier(epochs=5, **params).fit(X, y)
     constant = MLPClassifier(hidden=[8], lr=0.1, epochs=5).fit(X, y)
+    assert not five_epochs.diverged_
+    assert five_epochs.history_["lr"][-1] == pytest.approx(0.1 * 1e-120)
     np.testing.assert_allclose(five_epochs.coefs_[0], one_epoch.coefs_[0], rtol=1e-6)
     assert not np.allclose(constant.coefs_[0], one_epoch.coefs_[0], rtol=1e-3)
 

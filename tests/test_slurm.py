@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +46,10 @@ TEST_CONFIG = {
     "plot_runs": "headline",
 }
 
+#: The comparison runs stop after these rules (snakemake --until): everything the compared files
+#: need is built, the figures and report (local rules, a minute of plotting) are not.
+UNTIL = ("--until", "train")
+
 #: What the two runs must produce byte for byte (relative to results/).
 COMPARED = ("**/metrics.json", "**/history.csv", "features/**/*.npz", "features/**/*.csv")
 
@@ -52,15 +57,21 @@ SLURM_DIR = REPO / "tests" / "slurm"
 #: Fixed, so that a later session's start-slurm.sh stops daemons a killed session left behind.
 STATE_DIR = Path(os.environ.get("PCANN_SLURM_STATE_DIR", "/tmp/pcann-slurm"))
 
+#: PCANN_SLURM_ACCOUNTING=1 also runs slurmdbd + MariaDB, so that the profile's default status
+#: command (sacct, as on production clusters) is used. Off by default: the Debian packages for it
+#: took minutes to install on a 2-core machine, and squeue is what a cluster without accounting
+#: needs (docs/cluster.md).
+ACCOUNTING = os.environ.get("PCANN_SLURM_ACCOUNTING") == "1"
+
 #: Flags added to `--workflow-profile profiles/slurm` for this test cluster, and why:
 SLURM_TEST_FLAGS = [
-    # no accounting database here: poll squeue (the plugin's sacct default would wait forever)
-    "--slurm-status-command", "squeue",
-    # first status poll after 2 s instead of 40 s: keeps each job at ~14 s instead of ~50 s
+    # no accounting database: poll squeue (the plugin's sacct default would wait forever)
+    *([] if ACCOUNTING else ["--slurm-status-command", "squeue"]),
+    # first status poll after 2 s instead of 40 s: ~14 s per job instead of ~50 s
     "--slurm-init-seconds-before-status-checks", "2",
-    # the test node has 2 CPUs: a group job may use at most 2 (the profile assumes bigger nodes)
+    # the test node may have 2 CPUs: a group job asks for at most --cores CPUs (profile: 8)
     "--cores", "2",
-    # local disk, nothing to wait for
+    # one local disk, nothing to wait for
     "--latency-wait", "5",
 ]  # fmt: skip
 
@@ -112,7 +123,7 @@ def slurm_cluster():
         _not_here("needs root (it installs Debian packages and starts munged/slurmctld/slurmd)")
     if shutil.which("timeout") is None:
         _not_here("coreutils `timeout` is missing")
-    env = {**os.environ, "SLURM_STATE_DIR": str(STATE_DIR)}
+    env = {**os.environ, "SLURM_STATE_DIR": str(STATE_DIR), "SLURM_ACCOUNTING": "1" if ACCOUNTING else "0"}
     stop = [str(SLURM_DIR / "stop-slurm.sh")]
     started = time.monotonic()
     try:
@@ -152,20 +163,41 @@ def snakemake_argv(*args: str, timeout: int = RUN_TIMEOUT) -> list[str]:
     return ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", *args]
 
 
-def run(workdir: Path, *args: str, timeout: int = RUN_TIMEOUT) -> tuple[subprocess.CompletedProcess, float]:
-    started = time.monotonic()
-    result = subprocess.run(
-        snakemake_argv(*args, timeout=timeout), cwd=workdir, capture_output=True, text=True, timeout=timeout + 30
-    )
-    return result, time.monotonic() - started
+class Snakemake:
+    """One snakemake process in the background, its output (stdout and stderr) in a file."""
 
+    def __init__(self, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT):
+        self.workdir, self.timeout = workdir, timeout
+        self.logfile = workdir.parent / f"{workdir.name}.snakemake.log"
+        self.started = time.monotonic()
+        with open(self.logfile, "w") as sink:
+            self.process = subprocess.Popen(
+                snakemake_argv(*args, timeout=timeout),
+                cwd=workdir,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so kill() reaches snakemake too
+            )
 
-def describe(result: subprocess.CompletedProcess, seconds: float) -> str:
-    killed = " (SIGKILLed by timeout: it hung)" if result.returncode in (-9, 137) else ""
-    return (
-        f"snakemake exited {result.returncode}{killed} after {seconds:.0f} s\n"
-        f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-12000:]}"
-    )
+    def kill(self):
+        """SIGKILL the process group this object started (`timeout` and the snakemake under it)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def wait(self) -> "Snakemake":
+        try:
+            self.returncode = self.process.wait(timeout=self.timeout + 30)
+        except BaseException:  # `timeout` stuck (cannot happen) or the test interrupted: never hang
+            self.kill()
+            self.returncode = self.process.wait()
+            raise
+        self.seconds = time.monotonic() - self.started
+        self.output = self.logfile.read_text(errors="replace")
+        return self
+
+    def __str__(self) -> str:
+        killed = " (SIGKILLed by `timeout`: it hung)" if self.returncode in (-9, 137) else ""
+        return f"snakemake exited {self.returncode}{killed} after {self.seconds:.0f} s\n{self.output[-12000:]}"
 
 
 def compared_files(workdir: Path) -> dict[str, bytes]:
@@ -183,44 +215,44 @@ def submitted_logs(log: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid \d+ \(log: (.*?)\)", log)
 
 
-def has_rule(name: str) -> bool:
-    return any(f"rule {name}:" in p.read_text() for p in (REPO / "rules").glob("*.smk"))
-
-
 # --- the tests -----------------------------------------------------------------------------------
 
 
 def test_profile_is_accepted_without_a_cluster(tmp_path):
     """The profile parses and plans the workflow (dry run): needs the plugin, not Slurm or root."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    workdir = make_workdir(tmp_path, "dry")
-    result, seconds = run(workdir, "--workflow-profile", "profiles/slurm", "--dry-run", timeout=120)
-    assert result.returncode == 0, describe(result, seconds)
-    assert "Using workflow specific profile profiles/slurm" in result.stderr, result.stderr[-3000:]
+    run = Snakemake(make_workdir(tmp_path, "dry"), "--workflow-profile", "profiles/slurm", "--dry-run").wait()
+    assert run.returncode == 0, run
+    assert "Using workflow specific profile profiles/slurm" in run.output, run
 
 
 def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
-    local = make_workdir(tmp_path, "local")
-    result, local_seconds = run(local, "--cores", "2")
-    assert result.returncode == 0, describe(result, local_seconds)
+    # both at once: the Slurm run mostly waits for status polls, the local run uses the CPUs
+    cluster = Snakemake(
+        make_workdir(tmp_path, "slurm"), "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL
+    )
+    try:
+        local = Snakemake(make_workdir(tmp_path, "local"), "--cores", "2", *UNTIL).wait()
+    except BaseException:
+        cluster.kill()
+        raise
+    cluster.wait()
+    print(f"\nlocal run {local.seconds:.0f} s, Slurm run {cluster.seconds:.0f} s (side by side)")
+    assert local.returncode == 0, local
+    assert cluster.returncode == 0, cluster
 
-    cluster = make_workdir(tmp_path, "slurm")
-    result, slurm_seconds = run(cluster, "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS)
-    assert result.returncode == 0, describe(result, slurm_seconds)
-    print(f"\nlocal run {local_seconds:.0f} s, Slurm run {slurm_seconds:.0f} s")
+    # the jobs really went through Slurm (default partition), the training jobs as ONE group job
+    submissions = submitted_logs(cluster.output)
+    assert any("/rule_make_demo_data/" in log for log in submissions), cluster
+    grouped = [log for log in submissions if "/group_training" in log]
+    single = [log for log in submissions if "/rule_train/" in log]
+    assert len(grouped) == 1 and not single, submissions
+    jobs = [j for j in _queue() if j["workdir"] == str(cluster.workdir)]
+    assert len(jobs) == len(submissions), (jobs, submissions)
+    assert all(j["state"] == "COMPLETED" and j["partition"] == "debug" for j in jobs), jobs
 
-    # the jobs really went through Slurm, and the training jobs as ONE group job
-    submissions = submitted_logs(result.stderr)
-    assert any("/rule_make_demo_data/" in log for log in submissions), result.stderr[-3000:]
-    if has_rule("train"):
-        grouped = [log for log in submissions if "/group_training" in log]
-        single = [log for log in submissions if "/rule_train/" in log]
-        assert len(grouped) == 1 and not single, submissions
-    jobs = [j for j in _queue() if j["workdir"] == str(cluster)]
-    assert jobs and all(j["state"] == "COMPLETED" and j["partition"] == "debug" for j in jobs), jobs
-
-    expected, produced = compared_files(local), compared_files(cluster)
-    assert expected, "the local run produced none of the compared files"
+    expected, produced = compared_files(local.workdir), compared_files(cluster.workdir)
+    assert any(name.endswith("metrics.json") for name in expected), sorted(expected)
     assert sorted(produced) == sorted(expected)
     differing = [name for name in expected if produced[name] != expected[name]]
     assert not differing, f"differ between the local and the Slurm run: {differing}"
@@ -231,43 +263,37 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
     """scancel a RUNNING job: with the profile's retries it is resubmitted and the run completes;
     with --retries 0 snakemake exits non-zero naming the rule and the Slurm job. Never hangs.
     Also checks the documented per-run partition override (start-slurm.sh defines "short")."""
-    workdir = make_workdir(tmp_path, f"cancel-{retries}")
     extra = [] if retries == "profile" else ["--retries", retries]
     extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
-    argv = snakemake_argv(
-        "make_demo_data", "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra, timeout=180
-    )
-    output = tmp_path / "snakemake.log"
-    started = time.monotonic()
-    with open(output, "w") as sink:
-        process = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, text=True)
-        cancelled = None
-        try:
-            while cancelled is None and process.poll() is None and time.monotonic() - started < 120:
-                for job in _queue():
-                    if job["workdir"] == str(workdir) and job["state"] == "RUNNING":
-                        assert job["comment"] == "rule_make_demo_data", job
-                        assert job["partition"] == "short", job
-                        _slurm("scancel", job["id"])
-                        cancelled = job["id"]
-                        break
-                time.sleep(0.2)
-            returncode = process.wait(timeout=200)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    seconds = time.monotonic() - started
-    log = output.read_text()
-    report = f"exit {returncode} after {seconds:.0f} s\n{log[-10000:]}"
-    assert cancelled, f"never saw the job RUNNING to cancel it\n{report}"
-    assert returncode not in (-9, 137), f"hung: killed by timeout\n{report}"
-    assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in log, report
-    print(f"\ncancelled Slurm job {cancelled}; snakemake exit {returncode} after {seconds:.0f} s")
+    run = Snakemake(
+        make_workdir(tmp_path, f"cancel-{retries}"),
+        "make_demo_data", "--workflow-profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
+        timeout=180,
+    )  # fmt: skip
+    cancelled = None
+    try:
+        while cancelled is None and run.process.poll() is None and time.monotonic() - run.started < 120:
+            for job in _queue():
+                if job["workdir"] == str(run.workdir) and job["state"] == "RUNNING":
+                    assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
+                    _slurm("scancel", job["id"])
+                    cancelled = job["id"]
+                    break
+            time.sleep(0.2)
+    except BaseException:
+        run.kill()
+        raise
+    finally:
+        run.wait()
+    assert cancelled, f"never saw the job RUNNING to cancel it\n{run}"
+    assert run.returncode not in (-9, 137), run
+    assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in run.output, run
+    print(f"\ncancelled Slurm job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
     if retries == "profile":
-        assert returncode == 0, report
-        assert len(submitted_logs(log)) == 2, report  # the first attempt and the retry
-        assert any((workdir / "results/demo_data").rglob("*.png")), report
+        assert run.returncode == 0, run
+        assert len(submitted_logs(run.output)) == 2, run  # the first attempt and the retry
+        assert any((run.workdir / "results/demo_data").rglob("*.png")), run
     else:
-        assert returncode != 0, report
-        assert "Error in rule make_demo_data" in log, report
-        assert len(submitted_logs(log)) == 1, report
+        assert run.returncode != 0, run
+        assert "Error in rule make_demo_data" in run.output, run
+        assert len(submitted_logs(run.output)) == 1, run

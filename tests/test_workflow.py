@@ -17,10 +17,8 @@ FEATURES = "results/features/{protocol}/pca2/features.npz"
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """One complete run of the tiny study (.test/config.yaml), shared by the checks below."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo-run"), tiny_study_config())
-    result = run_snakemake(workdir, "--cores", "2")
+def demo_run(tiny_study):
+    workdir, _, result = tiny_study
     return workdir, result
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -124,7 +125,8 @@ class SigmoidLayer:
     @staticmethod
     def backward(W, A_prev, A, dA):
         """Gradients ``(dW, db, dA_prev)`` given ``dA``, the gradient of the loss w.r.t. ``A``."""
-        dZ = dA * A * (1 - A)  # sigmoid'(z) = sigmoid(z) (1 - sigmoid(z)): reuses the forward output
+        # sigmoid'(z) = sigmoid(z) (1 - sigmoid(z)): the derivative reuses the forward output
+        dZ = dA * A * (1 - A)
         return dZ @ A_prev.T, dZ.sum(axis=1, keepdims=True), W.T @ dZ
 
 
@@ -201,7 +203,9 @@ def loss_and_gradients(weights, biases, X, y):
     return loss, dWs, dbs
 
 
-def learning_rate(schedule: str, lr: float, decay_rate: float, decay_every: int, epoch: int) -> float:
+def learning_rate(
+    schedule: str, lr: float, decay_rate: float, decay_every: int, epoch: int
+) -> float:
     """The learning rate of ``epoch`` (counted from 1).
 
     ``constant``: ``lr``. ``step``: ``lr * decay_rate ** ((epoch - 1) // decay_every)``, so the rate
@@ -221,17 +225,20 @@ def learning_rate(schedule: str, lr: float, decay_rate: float, decay_every: int,
 # --------------------------------------------------------------------------------------------------
 # 3. The fast trainer
 #
-# The study's nets take about 74 SGD steps per epoch on batches of 16, so a step of the 2-layer net
-# is some twenty numpy calls on arrays of a few thousand numbers: the cost per *call* dominates,
+# The study's nets take 74 SGD steps per epoch on batches of 16, so a step of the 2-layer net is
+# some twenty numpy calls on arrays of a few thousand numbers: the cost of each *call* dominates,
 # not the arithmetic. Everything below serves to make fewer and cheaper calls:
-#   * every buffer is allocated once and every operation writes into one (``out=``); constants
-#     are 0-d arrays, which numpy converts faster than Python floats;
+#   * every buffer is allocated once and every operation writes into one (``out=``);
+#   * each step is a "tape": the list of its numpy calls with every argument bound in advance
+#     (``functools.partial``), built once per batch, so a step is just ``for op in tape: op()``;
 #   * activations are stored features x batch with an extra row of ones, and each layer's bias is
 #     the last column of its matrix, so one product computes ``W a + b``;
 #   * the gradient is scaled by the learning rate once, at the output, so updates are plain adds;
 #   * a hidden layer stores its matrix *negated* (``V = -[W | b]``): its product is then ``-z``,
 #     the argument ``exp`` needs in the sigmoid, which saves a negation per step; the sign returns
 #     in the backward pass, where ``V^T`` meets the equally negated gradient;
+#   * the sigmoid lets ``exp`` overflow to inf instead of clamping its argument (see
+#     ``TRAINING_ERRSTATE``), and the softmax sums, scales and broadcasts with one product;
 #   * small layers write their updates into one flat buffer that a single add applies; large
 #     layers call BLAS gemm directly, which adds the update into the weights in the same pass
 #     (beta=1) and runs these thin products up to twice as fast as numpy's dot;
@@ -243,177 +250,235 @@ def learning_rate(schedule: str, lr: float, decay_rate: float, decay_every: int,
 #: more than numpy's dot, which pays off once the products take tens of microseconds.
 GEMM_MIN_WEIGHTS = 8192
 
+#: Floating-point policy of the training loop. An overflow is no error: ``exp(-z)`` overflows to
+#: inf for z < -88 (float32) and the sigmoid ``1 / (1 + inf)`` is then exactly 0, its correct
+#: value, so the trainer skips the clamp that :func:`sigmoid` pays for. A NaN is an error: it is
+#: raised at the operation that makes it and ends the run as diverged. An overflow anywhere else
+#: (the softmax cannot overflow: it subtracts its maximum) makes weights or logits infinite, and
+#: a NaN or the end-of-epoch check of the weights follows.
+TRAINING_ERRSTATE = {"over": "ignore", "invalid": "raise", "divide": "raise"}
 
-class _Products:
-    """The three matrix products of one layer, with numpy's dot or with BLAS gemm directly.
+
+class _LayerProducts:
+    """The three matrix products of one layer, bound to their buffers as tape operations.
 
     ``U`` is the layer's stored matrix ``(n_out, n_in + 1)``. Activations and gradients are
-    row-major ``(features, batch)``; BLAS, being column-major, sees every array transposed, so the
-    gemm calls below pass ``.T`` views (no copies) and compute the transposed products.
+    row-major ``(features, batch)``; BLAS is column-major and sees every array transposed, so the
+    gemm calls pass ``.T`` views (no copies) and compute the transposed products.
     """
 
     def __init__(self, U: np.ndarray, update_buffer: np.ndarray | None):
-        self.U, self.U_T = U, U.T
-        self.update_buffer = update_buffer
-        if update_buffer is None:  # large layer: gemm adds the update straight into U
-            self.gemm = scipy_blas.get_blas_funcs("gemm", dtype=U.dtype)
-            self.forward, self.backward, self.update = self._forward_gemm, self._backward_gemm, self._update_gemm
-        else:
-            self.forward, self.backward, self.update = self._forward_dot, self._backward_dot, self._update_dot
+        self.U = U
+        self.update_buffer = update_buffer  # None: a large layer, updated in place by gemm
+        self.gemm = (
+            scipy_blas.get_blas_funcs("gemm", dtype=U.dtype) if update_buffer is None else None
+        )
 
-    # z = U a_prev
-    def _forward_dot(self, a_prev, a_prev_T, z, z_T):
-        np.dot(self.U, a_prev, out=z)
+    def forward(self, a_prev, z):
+        """``z = U a_prev``."""
+        if self.gemm is None:
+            return partial(np.dot, self.U, a_prev, z)
+        return partial(self.gemm, 1.0, a_prev.T, self.U.T, 0.0, z.T, 0, 0, 1)
 
-    def _forward_gemm(self, a_prev, a_prev_T, z, z_T):
-        self.gemm(1.0, a_prev_T, self.U_T, 0.0, z_T, 0, 0, 1)  # z^T = a_prev^T U^T
+    def backward(self, g, ga_prev):
+        """``ga_prev = U^T g``: the gradient for the layer below (a junk row for the ones)."""
+        if self.gemm is None:
+            return partial(np.dot, self.U.T, g, ga_prev)
+        return partial(self.gemm, 1.0, g.T, self.U.T, 0.0, ga_prev.T, 0, 1, 1)
 
-    # ga_prev = U^T g, the gradient for the layer below (with a junk row for the row of ones)
-    def _backward_dot(self, g, g_T, ga_prev, ga_prev_T):
-        np.dot(self.U_T, g, out=ga_prev)
-
-    def _backward_gemm(self, g, g_T, ga_prev, ga_prev_T):
-        self.gemm(1.0, g_T, self.U_T, 0.0, ga_prev_T, 0, 1, 1)  # ga_prev^T = g^T U
-
-    # U += g a_prev^T (small layers: into the update buffer, applied later by one flat add)
-    def _update_dot(self, g, g_T, a_prev_T):
-        np.dot(g, a_prev_T, out=self.update_buffer)
-
-    def _update_gemm(self, g, g_T, a_prev_T):
-        self.gemm(1.0, a_prev_T, g_T, 1.0, self.U_T, 1, 0, 1)  # U^T += a_prev g^T, in place
+    def update(self, g, a_prev):
+        """``U += g a_prev^T``; small layers only write ``g a_prev^T`` to the update buffer."""
+        if self.gemm is None:
+            return partial(np.dot, g, a_prev.T, self.update_buffer)
+        return partial(self.gemm, 1.0, a_prev.T, g.T, 1.0, self.U.T, 1, 0, 1)
 
 
-class _HiddenStep:
-    """A sigmoid layer on the buffers of one batch size: forward and backward side by side.
+class _HiddenLayer:
+    """A sigmoid layer's buffers for one batch size, and its operations: forward and backward.
 
-    The layer stores ``V = -[W | b]``. Its ``backward`` reads ``ga = -lr * dL/da`` (written by the
-    layer above, with a junk last row) and writes the same quantity for the layer below.
-    ``a_prev``/``a_prev_T`` are the layer's input and its transpose (set per step for the first
-    layer, whose input is the batch).
+    The layer stores ``V = -[W | b]``. Backward reads ``ga = -lr dL/da`` (written by the layer
+    above, with a junk last row) and writes the same quantity for the layer below.
     """
 
-    def __init__(self, products: _Products, batch: int, dtype, training: bool = True):
+    def __init__(self, products: _LayerProducts, batch: int, dtype, training: bool = True):
         n_out = products.U.shape[0]
         self.products = products
         self.a = np.ones((n_out + 1, batch), dtype)  # activations and the row of ones for the bias
-        self.a_T = self.a.T
         self.z = self.a[:-1]  # the pre-activation is computed in place of the activation
-        self.z_T = self.z.T
-        self.one = np.ones((), dtype)
-        self.limit = np.array(exp_limit(dtype), dtype)
-        self.a_prev = self.a_prev_T = None
+        self.one = np.ones((), dtype)  # 0-d arrays: numpy converts them faster than Python floats
         if training:
-            self.ga = np.empty((n_out + 1, batch), dtype)  # filled by the layer above
-            self.ga_T = self.ga.T
-            self.ga_rows = self.ga[:-1]
+            self.ga = np.empty((n_out + 1, batch), dtype)
             self.g = np.empty((n_out, batch), dtype)
-            self.g_T = self.g.T
-            self.ga_prev = self.ga_prev_T = None  # the layer below's ``ga``; None for the first
 
-    def forward(self):
+    def forward(self, a_prev):
         z, one = self.z, self.one
-        self.products.forward(self.a_prev, self.a_prev_T, z, self.z_T)  # z = -(W a_prev + b)
-        np.minimum(z, self.limit, out=z)  # exp overflows above 88.7 in float32: see exp_limit
-        np.exp(z, out=z)
-        np.add(z, one, out=z)
-        np.divide(one, z, out=z)  # a = 1 / (1 + exp(-(W a_prev + b)))
+        return [
+            self.products.forward(a_prev, z),  # z = -(W a_prev + b)
+            partial(np.exp, z, z),  # may overflow to inf (see TRAINING_ERRSTATE): then a = 0
+            partial(np.add, z, one, z),
+            partial(np.divide, one, z, z),  # a = 1 / (1 + exp(-(W a_prev + b)))
+        ]
 
-    def backward(self):
+    def backward(self, a_prev, ga_prev):
         a, g = self.z, self.g
-        # lr dL/dz = lr dL/da * a (1 - a) = ga * (a^2 - a), since ga carries the minus sign
-        np.multiply(a, a, out=g)
-        np.subtract(g, a, out=g)
-        np.multiply(g, self.ga_rows, out=g)
-        if self.ga_prev is not None:  # V^T g = -W^T lr dL/dz; taken before V changes below
-            self.products.backward(g, self.g_T, self.ga_prev, self.ga_prev_T)
-        self.products.update(g, self.g_T, self.a_prev_T)  # V += lr dL/dz a_prev^T: W -= lr dL/dW
+        ops = [  # lr dL/dz = lr dL/da a (1 - a) = ga (a^2 - a), ga carrying the minus sign
+            partial(np.multiply, a, a, g),
+            partial(np.subtract, g, a, g),
+            partial(np.multiply, g, self.ga[:-1], g),
+        ]
+        if ga_prev is not None:  # V^T g = -W^T lr dL/dz, taken before V changes
+            ops.append(self.products.backward(g, ga_prev))
+        ops.append(self.products.update(g, a_prev))  # V += lr dL/dz a_prev^T: W -= lr dL/dW
+        return ops
 
 
-class _OutputStep:
-    """The softmax layer and the cross-entropy gradient, on the buffers of one batch size.
+class _OutputLayer:
+    """The softmax layer with the cross-entropy gradient, for one batch size.
 
-    The layer stores ``U = [W | b]``. ``forward_gradient`` turns the logits straight into
-    ``g = lr/B (y - p) = -lr dL/dz``.
+    The layer stores ``U = [W | b]``. Its forward pass turns the logits straight into
+    ``g = lr/B (y - p) = -lr dL/dz``, without forming ``p``.
     """
 
-    def __init__(self, products: _Products, batch: int, dtype):
+    def __init__(self, products: _LayerProducts, batch: int, dtype):
         n_classes = products.U.shape[0]
         self.products = products
         self.batch = batch
         self.z = np.empty((n_classes, batch), dtype)
-        self.z_T = self.z.T
         self.g = np.empty((n_classes, batch), dtype)
-        self.g_T = self.g.T
         self.column_max = np.empty(batch, dtype)
-        self.sum_weights = np.empty((1, n_classes), dtype)  # B / lr in every entry
-        self.scaled_sum = np.empty((1, batch), dtype)
-        self.a_prev = self.a_prev_T = self.ga_prev = self.ga_prev_T = None
+        self.sum_weights = np.empty((n_classes, n_classes), dtype)  # B / lr in every entry
+        self.scaled_sum = np.empty((n_classes, batch), dtype)
 
     def set_learning_rate(self, lr: float) -> None:
-        self.sum_weights.fill(self.batch / lr)
+        # B / lr, capped so that B / lr times the sum of exps (at most n_classes) stays finite: a
+        # decayed rate that small updates nothing anyway
+        cap = float(np.finfo(self.sum_weights.dtype).max) / len(self.sum_weights)
+        self.sum_weights.fill(min(self.batch / lr, cap) if lr > 0 else cap)
 
-    def forward_gradient(self, y_scaled):
-        """``g = y_scaled - lr/B softmax(U a_prev)``, where ``y_scaled`` is ``lr/B`` times one-hot."""
-        z = self.z
-        self.products.forward(self.a_prev, self.a_prev_T, z, self.z_T)
-        np.maximum.reduce(z, axis=0, out=self.column_max)
-        np.subtract(z, self.column_max, out=z)  # softmax is unchanged; exp is now at most 1
-        np.exp(z, out=z)
-        np.dot(self.sum_weights, z, out=self.scaled_sum)  # B/lr * sum of exps: sum and scale at once
-        np.divide(z, self.scaled_sum, out=z)  # lr/B * p
-        np.subtract(y_scaled, z, out=self.g)
+    def forward(self, a_prev, y_scaled):
+        """Operations for ``g = y_scaled - lr/B softmax(U a_prev)``; ``y_scaled = lr/B y``."""
+        z, column_max, scaled_sum = self.z, self.column_max, self.scaled_sum
+        return [
+            self.products.forward(a_prev, z),
+            *self._column_max(z, column_max),
+            partial(np.subtract, z, column_max, z),  # softmax is unchanged; exp is now at most 1
+            partial(np.exp, z, z),
+            # B/lr times each column's sum of exps, repeated on every row: summing, scaling and
+            # broadcasting in one product, so that the division is between equal shapes (faster)
+            partial(np.dot, self.sum_weights, z, scaled_sum),
+            partial(np.divide, z, scaled_sum, z),  # lr/B * p
+            partial(np.subtract, y_scaled, z, self.g),
+        ]
 
-    def backward(self):
-        self.products.backward(self.g, self.g_T, self.ga_prev, self.ga_prev_T)
-        self.products.update(self.g, self.g_T, self.a_prev_T)
+    def backward(self, a_prev, ga_prev):
+        return [self.products.backward(self.g, ga_prev), self.products.update(self.g, a_prev)]
+
+    @staticmethod
+    def _column_max(z, out):
+        """Operations for ``out = z.max(axis=0)``: for a few classes, maxima of rows are cheaper
+        than a reduction (which costs about three elementwise calls)."""
+        if len(z) > 4:
+            return [partial(np.maximum.reduce, z, 0, None, out)]
+        ops = [partial(np.maximum, z[0], z[1], out=out)]
+        return ops + [partial(np.maximum, out, row, out=out) for row in z[2:]]
 
 
-class _BatchPlan:
-    """The chain of layer steps for one batch size, wired to each other's buffers."""
+class _BatchBuffers:
+    """All layers' buffers for one batch size."""
 
-    def __init__(self, products: list[_Products], batch: int, dtype):
-        self.hidden = [_HiddenStep(p, batch, dtype) for p in products[:-1]]
-        self.output = _OutputStep(products[-1], batch, dtype)
-        for below, above in zip(self.hidden, self.hidden[1:] + [self.output]):
-            above.a_prev, above.a_prev_T = below.a, below.a_T
-            above.ga_prev, above.ga_prev_T = below.ga, below.ga_T
-        self.first = self.hidden[0]
-        self.hidden_reversed = self.hidden[::-1]
+    def __init__(self, products: list[_LayerProducts], batch: int, dtype):
+        self.hidden = [_HiddenLayer(p, batch, dtype) for p in products[:-1]]
+        self.output = _OutputLayer(products[-1], batch, dtype)
 
 
-class _EvaluationPlan:
-    """Forward-only buffers that score a fixed set of columns: training, then validation."""
+class _Scorer:
+    """Loss and accuracy of a fixed set of columns (training, then validation), in one pass."""
 
-    def __init__(self, products: list[_Products], X, y, n_train: int, dtype):
+    def __init__(self, products: list[_LayerProducts], X, y, n_train: int, dtype):
         n_features, n_columns = X.shape
+        n_classes = products[-1].U.shape[0]
         self.x = np.ones((n_features + 1, n_columns), dtype)
         self.x[:-1] = X
         self.y = np.asarray(y)
-        self.columns = np.arange(n_columns)
+        self.true_class = self.y * n_columns + np.arange(n_columns)  # flat index of z[y_i, i]
         self.parts = (slice(0, n_train), slice(n_train, n_columns))
-        self.hidden = [_HiddenStep(p, n_columns, dtype, training=False) for p in products[:-1]]
+        self.z = np.empty((n_classes, n_columns), dtype)
+        self.column_max = np.empty(n_columns, dtype)
+        self.column_sum = np.empty(n_columns, dtype)
+        self.true_logit = np.empty(n_columns, dtype)
+        self.predicted = np.empty(n_columns, np.intp)
+        self.forward = []
         a_prev = self.x
-        for layer in self.hidden:
-            layer.a_prev, layer.a_prev_T = a_prev, a_prev.T
+        for p in products[:-1]:
+            layer = _HiddenLayer(p, n_columns, dtype, training=False)
+            self.forward += layer.forward(a_prev)
             a_prev = layer.a
-        self.a_last = a_prev
-        self.output = products[-1]
-        self.z = np.empty((products[-1].U.shape[0], n_columns), dtype)
+        self.forward.append(products[-1].forward(a_prev, self.z))
 
-    def evaluate(self):
+    def score(self):
         """``(train_loss, train_accuracy, val_loss, val_accuracy)``; NaN for an empty part."""
-        for layer in self.hidden:
-            layer.forward()
-        self.output.forward(self.a_last, self.a_last.T, self.z, self.z.T)
-        sample_loss = -log_softmax(self.z, axis=0)[self.y, self.columns]
-        correct = np.argmax(self.z, axis=0) == self.y
+        for op in self.forward:
+            op()
+        z, column_max, column_sum = self.z, self.column_max, self.column_sum
+        np.argmax(z, axis=0, out=self.predicted)
+        np.maximum.reduce(z, 0, None, column_max)
+        np.subtract(z, column_max, z)
+        np.take(z, self.true_class, out=self.true_logit)
+        np.exp(z, z)
+        np.add.reduce(z, 0, None, column_sum)
+        np.log(column_sum, column_sum)
+        sample_loss = np.subtract(column_sum, self.true_logit, column_sum)  # log-sum-exp - z_y
+        correct = self.predicted == self.y
         results = []
         for part in self.parts:
             if part.stop > part.start:
-                results += [float(np.mean(sample_loss[part], dtype=np.float64)), float(np.mean(correct[part]))]
+                results += [
+                    float(np.mean(sample_loss[part], dtype=np.float64)),
+                    float(np.mean(correct[part])),
+                ]
             else:
                 results += [math.nan, math.nan]
         return tuple(results)
+
+
+class _ShuffledBatches:
+    """The training set, reshuffled every epoch into contiguous per-batch blocks.
+
+    Each sample is one row ``[x, 1, lr/B * one-hot(y)]``, so one gather and one transposing copy
+    lay out a whole epoch; a batch is then ``block[:n_features + 1]`` (inputs with the row of
+    ones) and ``block[n_features + 1:]`` (scaled labels), both contiguous views.
+    """
+
+    def __init__(self, X, y, n_classes: int, batch_size: int, dtype):
+        n_features, m = X.shape
+        self.n_inputs = n_features + 1
+        self.batch_size = batch_size
+        self.n_full, self.rest = divmod(m, batch_size)
+        self.one_hot = one_hot(y, n_classes, dtype).T
+        self.rows = np.ones((m, self.n_inputs + n_classes), dtype)
+        self.rows[:, :n_features] = X.T
+        self.gathered = np.empty_like(self.rows)
+        self.blocks = np.empty((self.n_full, self.rows.shape[1], batch_size), dtype)
+        self.last = np.empty((self.rows.shape[1], self.rest), dtype)
+        self.lr = None
+
+    def sizes(self):
+        """``(batch size, [(x, y_scaled), ...])`` for the full batches and the short last one."""
+        split = self.n_inputs
+        yield self.batch_size, [(block[:split], block[split:]) for block in self.blocks]
+        if self.rest:
+            yield self.rest, [(self.last[:split], self.last[split:])]
+
+    def shuffle(self, order, lr: float) -> None:
+        if lr != self.lr:  # labels carry the learning rate over the batch size
+            np.multiply(self.one_hot, lr / self.batch_size, out=self.rows[:, self.n_inputs :])
+            self.lr = lr
+        np.take(self.rows, order, axis=0, out=self.gathered)
+        head = self.gathered[: self.n_full * self.batch_size]
+        np.copyto(self.blocks, head.reshape(self.n_full, self.batch_size, -1).transpose(0, 2, 1))
+        if self.rest:
+            np.copyto(self.last, self.gathered[self.n_full * self.batch_size :].T)
+            self.last[self.n_inputs :] *= self.batch_size / self.rest  # lr / rest, not lr / B
 
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -453,14 +518,14 @@ class SGDTrainer:
         self.small_theta = self.theta[:n_small]
         self.small_updates = np.zeros(n_small, self.dtype)
         self.matrices: list[np.ndarray] = [None] * self.n_layers
-        self.products: list[_Products] = [None] * self.n_layers
+        self.products: list[_LayerProducts] = [None] * self.n_layers
         offset = 0
         for l in order:
             rows, cols = shapes[l]
             span = slice(offset, offset + rows * cols)
             self.matrices[l] = self.theta[span].reshape(rows, cols)
             updates = None if direct[l] else self.small_updates[span].reshape(rows, cols)
-            self.products[l] = _Products(self.matrices[l], updates)
+            self.products[l] = _LayerProducts(self.matrices[l], updates)
             offset += rows * cols
         self.set_parameters(weights, biases)
 
@@ -480,23 +545,39 @@ class SGDTrainer:
         biases = [(self._sign(l) * U[:, -1]).astype(dtype) for l, U in enumerate(self.matrices)]
         return weights, biases
 
-    def make_plan(self, batch: int) -> _BatchPlan:
-        return _BatchPlan(self.products, batch, self.dtype)
+    def tape(self, buffers: _BatchBuffers, x, y_scaled) -> list:
+        """The operations of one SGD step on the batch ``x``, in order.
 
-    def step(self, plan: _BatchPlan, x, x_T, y_scaled) -> None:
-        """One SGD step on the batch ``x`` (``(n_features + 1, B)``, last row ones).
-
-        ``y_scaled`` is the batch's one-hot labels times ``lr / B``, and
-        ``plan.output.set_learning_rate(lr)`` must have been called with the same ``lr``.
+        ``x`` is ``(n_features + 1, B)`` with a last row of ones, ``y_scaled`` the batch's one-hot
+        labels times ``lr / B``; ``buffers.output.set_learning_rate(lr)`` sets the same ``lr``.
+        The arrays are bound, not copied: refill them and run the tape again for the next epoch.
         """
-        plan.first.a_prev, plan.first.a_prev_T = x, x_T
-        for layer in plan.hidden:
-            layer.forward()
-        plan.output.forward_gradient(y_scaled)
-        plan.output.backward()
-        for layer in plan.hidden_reversed:
-            layer.backward()
-        np.add(self.small_theta, self.small_updates, out=self.small_theta)
+        hidden, output = buffers.hidden, buffers.output
+        inputs = [x] + [layer.a for layer in hidden]  # the input of every layer
+        ops = []
+        for layer, a_prev in zip(hidden, inputs):
+            ops += layer.forward(a_prev)
+        ops += output.forward(inputs[-1], y_scaled)
+        ops += output.backward(inputs[-1], hidden[-1].ga)
+        for l in range(len(hidden) - 1, -1, -1):
+            ops += hidden[l].backward(inputs[l], hidden[l - 1].ga if l else None)
+        ops.append(partial(np.add, self.small_theta, self.small_updates, self.small_theta))
+        return ops
+
+    def step(self, x, y, lr: float) -> None:
+        """One SGD step on the batch ``x`` (``(n_features, B)``) with class indices ``y``.
+
+        Builds the buffers and tape for this one step: for tests and exploration; :meth:`train`
+        builds them once and reuses them.
+        """
+        batch = x.shape[1]
+        x = np.vstack([x, np.ones((1, batch))]).astype(self.dtype)
+        y_scaled = one_hot(y, self.n_classes, self.dtype) * self.dtype.type(lr / batch)
+        buffers = _BatchBuffers(self.products, batch, self.dtype)
+        buffers.output.set_learning_rate(lr)
+        with np.errstate(**TRAINING_ERRSTATE):
+            for op in self.tape(buffers, x, y_scaled):
+                op()
 
     def train(
         self, X, y, X_val=None, y_val=None, *, epochs: int, rng, lr_at_epoch, eval_every: int = 1
@@ -505,31 +586,25 @@ class SGDTrainer:
 
         ``lr_at_epoch(epoch)`` gives each epoch's learning rate (epochs count from 1). Loss and
         accuracy are recorded every ``eval_every`` epochs and at the last. The run stops at the
-        first sign of divergence: a floating-point overflow or invalid operation, non-finite
-        weights after an epoch, or a recorded training loss above ``DIVERGENCE_FACTOR`` times
-        that of a uniform guess.
+        first sign of divergence: an operation that makes a NaN (see ``TRAINING_ERRSTATE``),
+        non-finite weights after an epoch, or a recorded training loss above
+        ``DIVERGENCE_FACTOR`` times that of a uniform guess.
         """
-        dt, B = self.dtype, self.batch_size
-        n_features, m = X.shape
-        n_full, rest = divmod(m, B)
-        X_rows = np.ones((m, n_features + 1), dt)  # one sample per row: cheap to shuffle
-        X_rows[:, :-1] = X.T
-        Y_rows = one_hot(y, self.n_classes, dt).T.copy()
-        X_blocks = np.empty((n_full, n_features + 1, B), dt)
-        Y_blocks = np.empty((n_full, self.n_classes, B), dt)
-        batches = [(X_blocks[i], X_blocks[i].T, Y_blocks[i]) for i in range(n_full)]
-        X_rest = np.empty((n_features + 1, rest), dt)
-        Y_rest = np.empty((self.n_classes, rest), dt)
-        full_plan = self.make_plan(B)
-        rest_plan = self.make_plan(rest) if rest else None
+        dt, m = self.dtype, X.shape[1]
+        batches = _ShuffledBatches(X, y, self.n_classes, self.batch_size, dt)
+        tapes, outputs = [], []  # one tape per batch; the output layers hold the learning rate
+        for batch_size, blocks in batches.sizes():
+            buffers = _BatchBuffers(self.products, batch_size, dt)
+            outputs.append(buffers.output)
+            tapes += [self.tape(buffers, x, y_scaled) for x, y_scaled in blocks]
         if X_val is not None and X_val.shape[1] > 0:
             X, y = np.concatenate([X, X_val], axis=1), np.concatenate([y, y_val])
-        scoring = _EvaluationPlan(self.products, X, y, m, dt)
+        scorer = _Scorer(self.products, X, y, m, dt)
         loss_limit = DIVERGENCE_FACTOR * math.log(self.n_classes)
         result = TrainingResult()
 
         def record(epoch, lr):
-            values = (epoch, lr, *scoring.evaluate())
+            values = (epoch, lr, *scorer.score())
             for key, value in zip(HISTORY_KEYS, values):
                 result.history[key].append(value)
             return values[2]
@@ -537,25 +612,15 @@ class SGDTrainer:
         start = time.perf_counter()
         epoch, lr = 0, math.nan
         try:
-            # Raise instead of warn: a floating-point error in training means divergence.
-            with np.errstate(over="raise", invalid="raise", divide="raise"):
+            with np.errstate(**TRAINING_ERRSTATE):
                 for epoch in range(1, epochs + 1):
                     lr = float(lr_at_epoch(epoch))
-                    order = rng.permutation(m)
-                    head = order[: n_full * B]
-                    np.copyto(X_blocks, X_rows[head].reshape(n_full, B, -1).transpose(0, 2, 1))
-                    np.copyto(Y_blocks, Y_rows[head].reshape(n_full, B, -1).transpose(0, 2, 1))
-                    np.multiply(Y_blocks, dt.type(lr / B), out=Y_blocks)
-                    full_plan.output.set_learning_rate(lr)
-                    for x, x_T, y_scaled in batches:
-                        self.step(full_plan, x, x_T, y_scaled)
-                        result.n_steps += 1
-                    if rest:
-                        tail = order[n_full * B :]
-                        np.copyto(X_rest, X_rows[tail].T)
-                        np.multiply(Y_rows[tail].T, dt.type(lr / rest), out=Y_rest)
-                        rest_plan.output.set_learning_rate(lr)
-                        self.step(rest_plan, X_rest, X_rest.T, Y_rest)
+                    batches.shuffle(rng.permutation(m), lr)
+                    for output in outputs:
+                        output.set_learning_rate(lr)
+                    for tape in tapes:
+                        for op in tape:
+                            op()
                         result.n_steps += 1
                     if not np.isfinite(self.theta).all():
                         raise FloatingPointError("non-finite weights")
@@ -695,7 +760,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}"
             )
-        dtype = str(np.dtype(self.dtype)) if isinstance(self.dtype, (type, np.dtype)) else self.dtype
+        dtype = (
+            str(np.dtype(self.dtype)) if isinstance(self.dtype, (type, np.dtype)) else self.dtype
+        )
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         seed = _check_int("seed", self.seed, 0)
@@ -717,7 +784,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate this estimator uses in ``epoch`` (counted from 1)."""
         p = self._checked_params()
-        return learning_rate(p["lr_schedule"], p["lr"], p["lr_decay_rate"], p["lr_decay_every"], epoch)
+        return learning_rate(
+            p["lr_schedule"], p["lr"], p["lr_decay_rate"], p["lr_decay_every"], epoch
+        )
 
     # -- fitting ------------------------------------------------------------------------------
 
@@ -754,8 +823,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             epochs=params["epochs"],
             rng=rng,
             lr_at_epoch=lambda epoch: learning_rate(
-                params["lr_schedule"], params["lr"], params["lr_decay_rate"],
-                params["lr_decay_every"], epoch,
+                params["lr_schedule"],
+                params["lr"],
+                params["lr_decay_rate"],
+                params["lr_decay_every"],
+                epoch,
             ),
             eval_every=params["eval_every"],
         )
@@ -836,7 +908,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             "n_features_in": np.array(self.n_features_in_),
             "n_layers": np.array(len(self.coefs_)),
             "diverged": np.array(self.diverged_),
-            "diverged_epoch": np.array(-1 if self.diverged_epoch_ is None else self.diverged_epoch_),
+            "diverged_epoch": np.array(
+                -1 if self.diverged_epoch_ is None else self.diverged_epoch_
+            ),
             "n_epochs_run": np.array(self.n_epochs_run_),
             "n_steps": np.array(self.n_steps_),
             "fit_seconds": np.array(self.fit_seconds_),
@@ -865,7 +939,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         model.coefs_ = [arrays[f"W{l + 1}"] for l in range(n_layers)]
         model.intercepts_ = [arrays[f"b{l + 1}"] for l in range(n_layers)]
         model.history_ = {
-            key: arrays[f"history_{key}"].tolist() for key in HISTORY_KEYS if f"history_{key}" in arrays
+            key: arrays[f"history_{key}"].tolist()
+            for key in HISTORY_KEYS
+            if f"history_{key}" in arrays
         }
         if "epoch" in model.history_:
             model.history_["epoch"] = [int(e) for e in model.history_["epoch"]]

@@ -93,6 +93,8 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/$([ "$ACCT" = 1 ] && echo slurmdbd || echo none)
+# the munge socket for connections to slurmdbd (sacct, sacctmgr, slurmctld)
+AccountingStoragePass=$SOCK
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
@@ -139,7 +141,9 @@ if [ "$ACCT" = 1 ]; then
   start mariadbd /usr/sbin/mariadbd --user=mysql --datadir="$DB" --socket="$DB/mysqld.sock" \
     --pid-file="$DB/mysqld.pid" --bind-address=127.0.0.1 --port="$DB_PORT" --skip-name-resolve
   wait_for mariadbd mariadb --socket="$DB/mysqld.sock" -e 'select 1'
+  # a fresh accounting database each time, like the fresh slurmctld state (job ids restart at 1)
   mariadb --socket="$DB/mysqld.sock" -e "
+    DROP DATABASE IF EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
   cat >"$STATE/etc/slurmdbd.conf" <<EOF
