@@ -12,9 +12,6 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
 report: "report/workflow.rst"
 
 

@@ -4,10 +4,15 @@ import os
 import sys
 from pathlib import Path
 
+import snakemake.utils
 from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
-from pcann.config import check_config, check_plan_fits_data  # noqa: E402
+from pcann.config import (  # noqa: E402
+    check_config,
+    check_plan_fits_data,
+    load_config_file,
+)
 from pcann.data import image_files, read_image  # noqa: E402
 from pcann.demo import DEMO_BANNER, DEMO_CLASSES  # noqa: E402
 from pcann.grid import (  # noqa: E402
@@ -19,6 +24,13 @@ from pcann.grid import (  # noqa: E402
     study_plan,
     unique_settings,
 )
+
+# config.yaml is read here rather than with `configfile:` so that a YAML error names the file
+# and line; values given with --configfile or --config (already in `config`) take precedence.
+_overrides = dict(config)
+config.clear()
+config.update(load_config_file("config.yaml"))
+snakemake.utils.update_config(config, _overrides)
 
 CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 # Our check first, for one readable line per problem; then Snakemake's, which fills defaults.

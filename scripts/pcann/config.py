@@ -20,6 +20,25 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(handle)
 
 
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML configuration safely; a syntax error names the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
 def _key(error) -> str:
     path = ".".join(str(part) for part in error.absolute_path)
     if error.validator == "additionalProperties":
