@@ -65,3 +65,21 @@ def test_all_problems_are_listed_at_once(schema, config):
 def test_runtime_settings_stay_out_of_config(schema):
     runtime_words = {"threads", "cores", "mem_mb", "memory", "runtime", "partition", "account"}
     assert not runtime_words & set(schema["properties"])
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    from pcann.config import load_config_file
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("n_components: 2\nnetworks: [1\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml line 3, column 1: not valid YAML"):
+        load_config_file(path)
+
+
+def test_config_file_must_be_a_mapping(tmp_path):
+    from pcann.config import load_config_file
+
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping of config keys, got list"):
+        load_config_file(path)

@@ -99,7 +99,8 @@ def test_gradients_match_finite_differences(hidden):
     ids=["1-hidden", "2-hidden", "3-hidden", "gemm-route"],
 )
 @pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6)])
-def test_fast_step_equals_readable_step(hidden, batch, n_classes):
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 2e-5)])
+def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, tolerance):
     """One step of the trainer is W <- W - lr * dW with the readable network's gradients."""
     X, y = random_problem(m=batch, n_classes=n_classes)
     rng = np.random.RandomState(2)
@@ -109,15 +110,15 @@ def test_fast_step_equals_readable_step(hidden, batch, n_classes):
     if hidden == [96, 90]:  # the middle layer is large enough for the direct-BLAS route
         assert 90 * 97 >= nn.GEMM_MIN_WEIGHTS
     lr = 0.3
-    trainer = nn.SGDTrainer(weights, biases, batch, "float64")
+    trainer = nn.SGDTrainer(weights, biases, batch, dtype)
     trainer.step(X, y, lr)
 
     _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
-    new_weights, new_biases = trainer.parameters()
+    new_weights, new_biases = trainer.parameters(dtype=np.float64)
     for W, dW, W_new in zip(weights, dWs, new_weights):
-        np.testing.assert_allclose(W_new, W - lr * dW, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(W_new, W - lr * dW, rtol=tolerance, atol=tolerance)
     for b, db, b_new in zip(biases, dbs, new_biases):
-        np.testing.assert_allclose(b_new, (b - lr * db).reshape(-1), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b_new, (b - lr * db).reshape(-1), rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("hidden", [[6], [5, 4]])

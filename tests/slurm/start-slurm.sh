@@ -4,7 +4,7 @@
 # Adapted from a measured reference setup; the project carries its own copy (CI needs nothing else).
 #
 #   sudo tests/slurm/start-slurm.sh      # install what is missing, write the config, start the daemons
-#   sinfo; snakemake --workflow-profile profiles/slurm --slurm-status-command squeue ...
+#   sinfo; snakemake --workflow-profile profiles/slurm --slurm-init-seconds-before-status-checks 2
 #   sudo tests/slurm/stop-slurm.sh       # stop exactly the daemons started here (recorded PIDs)
 #
 # Kept apart from the host: everything (slurm.conf, munge key and socket, state, logs, PIDs)
@@ -16,9 +16,10 @@
 # (a file, or a link elsewhere) is never replaced: the script then stops with status 77.
 #
 # Idempotent: installs missing packages, stops the daemons a previous run started (by recorded
-# PID), rewrites the config and starts them again (about 2 s when installed, ~10 s to install).
-# SLURM_ACCOUNTING=1 also runs MariaDB (on 127.0.0.1:$SLURM_DB_PORT) + slurmdbd so that `sacct`
-# works as on a production cluster (adds ~25 MB of packages and a few seconds).
+# PID), rewrites the config and starts them again. Measured on 2 cores: 2 s when installed,
+# +10 s to install the packages. SLURM_ACCOUNTING=1 also runs MariaDB (on 127.0.0.1:
+# $SLURM_DB_PORT) + slurmdbd so that `sacct` works as on most production clusters: 7.5 s to
+# start, but installing slurmdbd + mariadb-server took nearly 5 minutes on a busy 2-core machine.
 # Exit status: 0 = up; 77 = cannot run here (not root, no apt-get, not Debian-like: a reason to
 # skip); anything else = a real failure (the daemon's log tail is printed).
 set -euo pipefail
@@ -26,6 +27,7 @@ STATE=$(realpath -m "${SLURM_STATE_DIR:-/tmp/pcann-slurm}")
 ACCT=${SLURM_ACCOUNTING:-0}
 DB_PORT=${SLURM_DB_PORT:-13306}
 HERE=$(cd "$(dirname "$0")" && pwd)
+[ "$STATE" != / ] || { echo "start-slurm.sh: SLURM_STATE_DIR must not be /" >&2; exit 2; }
 
 cannot() { echo "start-slurm.sh: cannot run a local Slurm here: $*" >&2; exit 77; }
 [ "$(id -u)" = 0 ] || cannot "needs root (daemons, packages, job users)"
@@ -59,7 +61,7 @@ if [ -e "$SYS_CONF" ] || [ -L "$SYS_CONF" ]; then
     || cannot "$SYS_CONF already exists (a real Slurm on this host?); not replacing it"
 fi
 
-"$HERE/stop-slurm.sh"
+bash "$HERE/stop-slurm.sh"
 rm -rf "$STATE/ctld" "$STATE/spool" "$STATE/log"
 mkdir -p "$STATE"/{pids,run,log,ctld,spool,etc,munge}
 chmod 755 "$STATE" "$STATE/etc"
@@ -101,7 +103,7 @@ ReturnToService=2
 MpiDefault=none
 MailProg=/bin/true
 # finished jobs stay visible to squeue for 5 minutes (the Slurm default, stated explicitly):
-# the status command squeue relies on it when there is no accounting
+# the status command of profiles/slurm (squeue) relies on it
 MinJobAge=300
 # a killed or cancelled job is reported at once, not after the default 30 s grace period
 KillWait=2
