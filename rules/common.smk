@@ -56,6 +56,22 @@ def check_data_dir():
     return data_dir
 
 
+def check_results_writable():
+    """Stop with one line when results/ exists but cannot be written (read-only, no access)."""
+    import tempfile
+
+    if Path("results").is_dir():
+        try:
+            tempfile.TemporaryFile(dir="results").close()
+        except OSError as exc:
+            raise ValueError(
+                f"cannot write to {Path('results').resolve()}: {exc.strerror}; "
+                "every output of the workflow goes there"
+            ) from None
+
+
+check_results_writable()
+
 USE_DEMO = config["data_dir"] is None
 DATA_LABEL = DEMO_BANNER if USE_DEMO else None
 if USE_DEMO:

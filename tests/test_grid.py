@@ -92,7 +92,7 @@ def test_batch_larger_than_training_split_is_refused_with_both_numbers():
 
 def test_too_many_components_for_the_data_is_refused():
     settings = [Setting("train-only", 300, (8,), 10, 0.1, 8, 1)]
-    with pytest.raises(ConfigError, match=r"n_components: 300 .* min\(samples=288, features=768\) = 288"):
+    with pytest.raises(ConfigError, match=r"config key components_sweep: 300 .* min\(samples=288, features=768\) = 288"):
         check_plan_fits_data(settings, shipped_config(), n_train_folder=360, n_features=768)
 
 

@@ -86,6 +86,20 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         )
 
 
+def _batch_size_keys(config: dict, batch_size: int) -> list[str]:
+    """The config keys that ask for ``batch_size``."""
+    keys = []
+    for name, network in config.get("networks", {}).items():
+        if network["baseline"]["batch_size"] == batch_size:
+            keys.append(f"networks.{name}.baseline.batch_size")
+        if batch_size in network.get("sweep", {}).get("batch_size", []):
+            keys.append(f"networks.{name}.sweep.batch_size")
+    for index, entry in enumerate(config.get("headline", [])):
+        if entry.get("batch_size") == batch_size:
+            keys.append(f"headline[{index}].batch_size")
+    return keys or ["batch_size"]
+
+
 def check_plan_fits_data(settings, config: dict, n_train_folder: int, n_features: int) -> None:
     """Refuse settings the data cannot support, naming the config key and both numbers.
 
@@ -96,15 +110,17 @@ def check_plan_fits_data(settings, config: dict, n_train_folder: int, n_features
     problems = []
     for batch_size in sorted({s.batch_size for s in settings if s.batch_size > n_train}):
         problems.append(
-            f"config key batch_size: {batch_size} is larger than the training split "
-            f"({n_train} of the {n_train_folder} training-folder images); expected at most {n_train}"
+            f"config key {', '.join(_batch_size_keys(config, batch_size))}: {batch_size} "
+            f"is larger than the training split ({n_train} of the {n_train_folder} training-folder "
+            f"images); expected at most {n_train}"
         )
     for protocol, n_components in sorted({(s.protocol, s.n_components) for s in settings}):
         fit_rows = n_train_folder if protocol == "study" else n_train
         limit = min(fit_rows, n_features)
         if n_features and n_components > limit:
+            key = "n_components" if n_components == config["n_components"] else "components_sweep"
             problems.append(
-                f"config key n_components: {n_components} is more than PCA can keep under "
+                f"config key {key}: {n_components} is more than PCA can keep under "
                 f"protocol {protocol}: at most min(samples={fit_rows}, features={n_features}) = {limit}"
             )
     if problems:

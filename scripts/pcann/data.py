@@ -176,9 +176,9 @@ def load_split(
             if expected_shape is None:
                 expected_shape, first_file = image.shape, path
             elif image.shape != tuple(expected_shape):
-                reference = f"the first image {first_file}" if first_file else "the training images"
+                reference = f"the first image {first_file} has" if first_file else "the training images have"
                 raise DataError(
-                    f"{path} has shape {_describe(image.shape)} but {reference} has "
+                    f"{path} has shape {_describe(image.shape)} but {reference} "
                     f"{_describe(expected_shape)}; all images of a dataset must share size and "
                     "channel count"
                 )

@@ -23,6 +23,12 @@ class OutputError(PcannError, OSError):
     """The results folder cannot be written (read-only, full, missing)."""
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
@@ -35,6 +41,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     tmp = Path(tmp)
     try:
+        # mkstemp makes the file private (0600); a result gets the mode open() would give it
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:

@@ -241,13 +241,14 @@ def learning_rate(
 #     ``TRAINING_ERRSTATE``), and the softmax sums, scales and broadcasts with one product;
 #   * small layers write their updates into one flat buffer that a single add applies; large
 #     layers call BLAS gemm directly, which adds the update into the weights in the same pass
-#     (beta=1) and runs these thin products up to twice as fast as numpy's dot;
+#     (beta=1) and runs this product 1.6x faster than numpy's dot (whose kernel for the other
+#     two products is the faster one);
 #   * each epoch shuffles the data once into contiguous per-batch blocks;
 #   * training and validation sets are evaluated in one forward pass.
 # --------------------------------------------------------------------------------------------------
 
-#: Layers with at least this many weights go through BLAS gemm directly: its call costs ~5 µs
-#: more than numpy's dot, which pays off once the products take tens of microseconds.
+#: Layers with at least this many weights are updated in place by BLAS gemm: its call costs a
+#: few µs more than numpy's dot, which pays off once the products take tens of microseconds.
 GEMM_MIN_WEIGHTS = 8192
 
 #: Floating-point policy of the training loop. An overflow is no error: ``exp(-z)`` overflows to
@@ -262,35 +263,33 @@ TRAINING_ERRSTATE = {"over": "ignore", "invalid": "raise", "divide": "raise"}
 class _LayerProducts:
     """The three matrix products of one layer, bound to their buffers as tape operations.
 
-    ``U`` is the layer's stored matrix ``(n_out, n_in + 1)``. Activations and gradients are
-    row-major ``(features, batch)``; BLAS is column-major and sees every array transposed, so the
-    gemm calls pass ``.T`` views (no copies) and compute the transposed products.
+    ``U`` is the layer's stored matrix ``(n_out, n_in + 1)``; activations and gradients are
+    ``(features, batch)``. Products go through numpy's dot, except the update of a large layer:
+    BLAS gemm with beta=1 adds ``g a_prev^T`` straight into the weights, saving a pass over them
+    and the slow kernel numpy picks for this shape. BLAS is column-major and sees every array
+    transposed, so the gemm call passes ``.T`` views (no copies) and computes the transposed
+    product.
     """
 
     def __init__(self, U: np.ndarray, update_buffer: np.ndarray | None):
         self.U = U
         self.update_buffer = update_buffer  # None: a large layer, updated in place by gemm
-        self.gemm = (
-            scipy_blas.get_blas_funcs("gemm", dtype=U.dtype) if update_buffer is None else None
-        )
+        if update_buffer is None:
+            self.gemm = scipy_blas.get_blas_funcs("gemm", dtype=U.dtype)
 
     def forward(self, a_prev, z):
         """``z = U a_prev``."""
-        if self.gemm is None:
-            return partial(np.dot, self.U, a_prev, z)
-        return partial(self.gemm, 1.0, a_prev.T, self.U.T, 0.0, z.T, 0, 0, 1)
+        return partial(np.dot, self.U, a_prev, z)
 
     def backward(self, g, ga_prev):
         """``ga_prev = U^T g``: the gradient for the layer below (a junk row for the ones)."""
-        if self.gemm is None:
-            return partial(np.dot, self.U.T, g, ga_prev)
-        return partial(self.gemm, 1.0, g.T, self.U.T, 0.0, ga_prev.T, 0, 1, 1)
+        return partial(np.dot, self.U.T, g, ga_prev)
 
     def update(self, g, a_prev):
         """``U += g a_prev^T``; small layers only write ``g a_prev^T`` to the update buffer."""
-        if self.gemm is None:
+        if self.update_buffer is not None:
             return partial(np.dot, g, a_prev.T, self.update_buffer)
-        return partial(self.gemm, 1.0, a_prev.T, g.T, 1.0, self.U.T, 1, 0, 1)
+        return partial(self.gemm, 1.0, a_prev.T, g.T, 1.0, self.U.T, 1, 0, 1)  # U^T += a_prev g^T
 
 
 class _HiddenLayer:

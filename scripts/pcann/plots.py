@@ -122,6 +122,7 @@ def decision_regions_figure(
         model, points, response_method="predict", plot_method="pcolormesh", grid_resolution=250,
         eps=0.5, multiclass_colors=[class_style(i)["color"] for i in range(len(classes))],
         alpha=0.3, ax=ax, shading="auto", xlabel="PC1", ylabel="PC2",
+        rasterized=True,  # a 250 x 250 mesh as vector quads would make a 10+ MB SVG
     )
     sets = [("test", X_test, y_test, 26, "black")]
     if X_train is not None:

@@ -18,13 +18,33 @@ from . import PcannError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class RuleLogHandler(logging.FileHandler):
+    """The rule's log file. When it cannot be written (disk full, read-only), this says so once
+    on stderr instead of printing a logging traceback per message; stderr still gets them all."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            _log_file_warning(self.baseFilename, sys.exc_info()[1])
+
+
+def _log_file_warning(path, exc) -> None:
+    cause = getattr(exc, "strerror", None) or exc
+    sys.stderr.write(f"pcann: cannot write the log file {path}: {cause}; messages go to stderr only\n")
+
+
 def configure_logging(log_path: str | None) -> logging.Logger:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        try:
+            handlers.append(RuleLogHandler(log_path, mode="w"))
+        except OSError as exc:
+            _log_file_warning(log_path, exc)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
