@@ -18,7 +18,10 @@ def main(smk):
     logger.info("training %s on %d samples", setting.run_id, len(features.y_train))
     model, metrics, history, timing = train_run(setting, features, smk.params.training)
     if metrics["diverged"]:
-        logger.warning("diverged at epoch %s: loss became NaN or infinite", metrics["diverged_epoch"])
+        logger.warning(
+            "diverged at epoch %s: loss NaN, infinite or over 100x that of a uniform guess",
+            metrics["diverged_epoch"],
+        )
     logger.info(
         "accuracy train %s, validation %s, test %s; %.1f s (%.0f steps/s)",
         metrics["train_accuracy"], metrics["val_accuracy"], metrics["test_accuracy"],
