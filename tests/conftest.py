@@ -18,8 +18,6 @@ sys.path.insert(0, str(REPO / "scripts"))
 WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
 #: The tiny study of .test/config.yaml: demo data, small networks, short training.
 TEST_CONFIG_PATH = REPO / ".test" / "config.yaml"
-#: A demo set small enough that the whole workflow runs in seconds.
-TINY_DEMO = {"n_train_per_class": 20, "n_test_per_class": 8, "image_size": 16, "seed": 0}
 
 
 @pytest.fixture(scope="session")
