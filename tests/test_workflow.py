@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_study_config
 
 pytestmark = pytest.mark.workflow
