@@ -125,12 +125,23 @@ def baseline_setting(config: dict, network: str, seed: int) -> Setting:
     )
 
 
-def _with(setting: Setting, parameter: str, value) -> Setting:
+def _normalised(parameter: str, value):
+    """A config value in the form a :class:`Setting` holds (hidden as a tuple, lr as a float)."""
     if parameter == "hidden":
-        value = tuple(value)
-    elif parameter == "lr":
-        value = float(value)
-    return replace(setting, **{parameter: value})
+        return tuple(value)
+    if parameter == "lr":
+        return float(value)
+    return value
+
+
+def _with(setting: Setting, parameter: str, value) -> Setting:
+    return replace(setting, **{parameter: _normalised(parameter, value)})
+
+
+def _swept_values(spec: dict, parameter: str, baseline_value) -> list:
+    """The sweep's values of ``parameter`` plus the baseline's, distinct and sorted."""
+    values = {_normalised(parameter, v) for v in spec.get("sweep", {}).get(parameter, [])}
+    return sorted(values | {baseline_value}, key=_sort_key)
 
 
 def headline_settings(config: dict, seed: int) -> list[tuple[str, str, Setting]]:
@@ -161,13 +172,8 @@ def study_plan(config: dict) -> list[PlanRow]:
         for network, spec in config["networks"].items():
             base = baseline_setting(config, network, seed)
             for parameter in SWEPT_PARAMETERS:
-                values = list(spec.get("sweep", {}).get(parameter, []))
                 baseline_value = getattr(base, parameter)
-                if parameter == "hidden":
-                    values = [tuple(v) for v in values]
-                elif parameter == "lr":
-                    values = [float(v) for v in values]
-                for value in sorted(set(values) | {baseline_value}, key=_sort_key):
+                for value in _swept_values(spec, parameter, baseline_value):
                     rows.append(
                         PlanRow(
                             "sweep", network, parameter, value_text(parameter, value),
@@ -193,15 +199,10 @@ def study_plan(config: dict) -> list[PlanRow]:
 
 
 def _factorial_rows(network: str, spec: dict, base: Setting) -> list[PlanRow]:
-    axes = []
-    for parameter in SWEPT_PARAMETERS:
-        values = [getattr(base, parameter)] + [
-            tuple(v) if parameter == "hidden" else v for v in spec.get("sweep", {}).get(parameter, [])
-        ]
-        axes.append(sorted(set(values), key=_sort_key))
+    axes = [_swept_values(spec, p, getattr(base, p)) for p in SWEPT_PARAMETERS]
     rows = []
     for hidden, epochs, lr, batch_size in itertools.product(*axes):
-        setting = replace(base, hidden=hidden, epochs=epochs, lr=float(lr), batch_size=batch_size)
+        setting = replace(base, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size)
         label = ", ".join(
             f"{p}={value_text(p, v)}" for p, v in zip(SWEPT_PARAMETERS, (hidden, epochs, lr, batch_size))
         )
