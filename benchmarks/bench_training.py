@@ -4,7 +4,7 @@ Trains the study's networks on the study's data (PCA(2) features of the fruit im
 training and 294 validation samples, 3 classes; loss and accuracy of both sets after every
 epoch) with
 
-1. ``pcann.nn.MLPClassifier`` (float32, the fast trainer),
+1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.nn``),
 2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
 3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
 
@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE))
 
 from pcann.data import load_dataset  # noqa: E402
 from pcann.features import build_features  # noqa: E402
-from pcann.nn import MLPClassifier, init_parameters, layer_sizes  # noqa: E402
+from pcann.estimator import MLPClassifier  # noqa: E402
+from pcann.nn import init_parameters, layer_sizes  # noqa: E402
 import reference_study_nn  # noqa: E402
 
 # name: (hidden sizes, learning rate); batch size 16 throughout, as in the study

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 
 from pcann.features import load_features
-from pcann.nn import MLPClassifier
+from pcann.estimator import MLPClassifier
 from pcann.plots import curves_figure, decision_regions_figure, note_figure, save_figure
 from pcann.rule import run_rule
 

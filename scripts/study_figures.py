@@ -7,7 +7,7 @@ import pandas as pd
 
 from pcann.features import load_features
 from pcann.grid import study_plan
-from pcann.nn import MLPClassifier
+from pcann.estimator import MLPClassifier
 from pcann.plots import (
     comparison_figure,
     curves_figure,

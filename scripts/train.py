@@ -16,7 +16,8 @@ def main(smk):
     if data_label:
         logger.warning("*** %s ***", data_label)
     logger.info("training %s on %d samples", setting.run_id, len(features.y_train))
-    model, metrics, history, timing = train_run(setting, features, smk.params.training)
+    run = train_run(setting, features, smk.params.training)
+    metrics, timing = run.metrics, run.timing
     if metrics["diverged"]:
         logger.warning(
             "diverged at epoch %s: loss NaN, infinite or over 100x that of a uniform guess",
@@ -30,7 +31,7 @@ def main(smk):
     save_run(
         {"history": smk.output.history, "weights": smk.output.weights,
          "timing": smk.output.timing, "metrics": smk.output.metrics},
-        model, metrics, history, timing,
+        run,
     )
 
 

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from pcann.data import load_dataset
 from pcann.features import build_features
-from pcann.nn import MLPClassifier
+from pcann.estimator import MLPClassifier
 
 pytestmark = pytest.mark.realdata
 

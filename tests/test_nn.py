@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pcann import nn
-from pcann.nn import MLPClassifier
+from pcann.estimator import MLPClassifier
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,8 @@ def test_gradients_match_finite_differences(hidden):
 )
 @pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6)])
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 2e-5)])
-def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, tolerance):
+@pytest.mark.parametrize("exp_backend", nn.EXP_BACKENDS)
+def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, tolerance, exp_backend):
     """One step of the trainer is W <- W - lr * dW with the readable network's gradients."""
     X, y = random_problem(m=batch, n_classes=n_classes)
     rng = np.random.RandomState(2)
@@ -110,7 +111,7 @@ def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, toleran
     if hidden == [96, 90]:  # the middle layer is large enough for the direct-BLAS route
         assert 90 * 97 >= nn.GEMM_MIN_WEIGHTS
     lr = 0.3
-    trainer = nn.SGDTrainer(weights, biases, batch, dtype)
+    trainer = nn.SGDTrainer(weights, biases, batch, dtype, exp_backend)
     trainer.step(X, y, lr)
 
     _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
@@ -356,6 +357,7 @@ def test_eval_every(epochs, every, expected):
         ("lr_decay_rate", 1.5),
         ("lr_decay_every", 0),
         ("dtype", "float16"),
+        ("exp_backend", "numba"),
     ],
 )
 def test_invalid_parameters_are_named(param, value):
@@ -436,3 +438,44 @@ def test_save_unfitted_model_fails(tmp_path):
 def test_scikit_learn_estimator_checks(estimator, check):
     """scikit-learn's own estimator checks (all of those that apply to a classifier)."""
     check(estimator)
+
+
+# -- the exp backends ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", nn.EXP_BACKENDS)
+def test_exp_backends_are_accurate(backend, dtype):
+    """Within 2 ulp of the true exp wherever the result is a normal number; inf beyond, NaN kept."""
+    exp = nn.EXP_FUNCTIONS[backend]
+    limit = nn.exp_limit(dtype)
+    z = np.linspace(-limit, limit, 400_000).astype(dtype).reshape(400, -1)
+    out = np.empty_like(z)
+    exp(z, out)
+    true = np.exp(z.astype(np.longdouble))
+    normal = true > np.finfo(dtype).tiny
+    ulps = np.abs(out[normal] - true[normal]) / (true[normal] * np.finfo(dtype).eps)
+    assert ulps.max() <= 2
+    with np.errstate(over="ignore"):
+        special = np.array([[limit + 1, np.inf, -np.inf, np.nan]], dtype)
+        exp(special, special)
+    assert np.isposinf(special[0, 0]) and np.isposinf(special[0, 1])
+    assert special[0, 2] == 0 and np.isnan(special[0, 3])
+
+
+def test_exp_backends_reach_the_same_model():
+    X, y = separable_blobs(std=3.0)
+    fits = {
+        backend: MLPClassifier(hidden=[16], epochs=40, lr=0.1, exp_backend=backend).fit(X, y, X, y)
+        for backend in nn.EXP_BACKENDS
+    }
+    opencv, numpy_only = fits["opencv"], fits["numpy"]
+    np.testing.assert_allclose(opencv.history_["train_loss"], numpy_only.history_["train_loss"], rtol=1e-4)
+    assert abs(opencv.score(X, y) - numpy_only.score(X, y)) <= 0.01
+    for W_opencv, W_numpy in zip(opencv.coefs_, numpy_only.coefs_):
+        np.testing.assert_allclose(W_opencv, W_numpy, rtol=1e-3, atol=1e-4)
+
+
+def test_unknown_training_parameter_is_named():
+    with pytest.raises(ValueError, match="unknown training parameters.*'momentum'"):
+        nn.check_params(momentum=0.9)

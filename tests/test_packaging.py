@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import yaml
 from conftest import REPO
@@ -46,3 +48,19 @@ def test_required_packages_are_all_there():
     needed = {"snakemake", "numpy", "scikit-learn", "opencv-python-headless", "matplotlib", "pandas", "pytest", "snakefmt"}
     assert needed <= set(_pip_pins(REPO / "requirements.txt"))
     assert int(_pip_pins(REPO / "requirements.txt")["snakemake"].split(".")[0]) == 9
+
+
+def test_training_jobs_import_no_scikit_learn_pandas_or_matplotlib():
+    """Every training job pays for its imports: scripts/train.py must stay numpy-only."""
+    imports = [
+        line for line in (REPO / "scripts" / "train.py").read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    ]
+    assert any("pcann.runs" in line for line in imports)
+    code = "\n".join(
+        ["import sys", f"sys.path.insert(0, {str(REPO / 'scripts')!r})", *imports]
+        + ["heavy = sorted({'sklearn', 'pandas', 'matplotlib'} & set(sys.modules))",
+           "assert not heavy, heavy"]
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -18,13 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from . import PcannError
 from .data import ImageSet
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+# scikit-learn is imported where it is used: loading saved features, which every training job
+# does, then costs no scikit-learn import (about 2 s per job).
 
 PROTOCOLS = ("study", "train-only")
 SPLITS = ("study", "stratified")
@@ -53,6 +59,8 @@ def split_indices(
         permutation = np.random.RandomState(seed).permutation(n)
         return permutation[n_val:], permutation[:n_val]
     if method == "stratified":
+        from sklearn.model_selection import train_test_split
+
         train, val = train_test_split(
             np.arange(n), test_size=n_val, stratify=y, random_state=seed, shuffle=True
         )
@@ -62,6 +70,8 @@ def split_indices(
 
 def fit_standardiser(X: np.ndarray) -> StandardScaler:
     """Z-score statistics of ``X``: per-feature mean and population std (zero std guarded)."""
+    from sklearn.preprocessing import StandardScaler
+
     return StandardScaler().fit(np.asarray(X, dtype=np.float64))
 
 
@@ -115,6 +125,8 @@ def fit_pca(rows: np.ndarray, n_components: int, n_spectrum: int = 10) -> PCA:
     n_samples, n_features = rows.shape
     check_n_components(n_components, n_samples, n_features)
     n_fit = min(max(n_components, n_spectrum), n_samples, n_features)
+    from sklearn.decomposition import PCA
+
     return PCA(n_components=n_fit, svd_solver="full").fit(rows)
 
 

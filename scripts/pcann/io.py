@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -84,3 +85,18 @@ def save_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as CSV with a fixed float format, so reruns are byte-identical."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+
+
+def _csv_cell(value) -> str:
+    if isinstance(value, float) or isinstance(value, np.floating):
+        return "" if math.isnan(value) else "%.10g" % value
+    return str(value)
+
+
+def save_columns_csv(path: str | os.PathLike, columns: dict) -> None:
+    """Write equal-length columns (name -> values) as CSV, formatted as :func:`save_csv` formats a
+    DataFrame (floats ``%.10g``, NaN empty), without importing pandas."""
+    names = list(columns)
+    rows = zip(*(columns[name] for name in names))
+    text = ",".join(names) + "\n" + "".join(",".join(map(_csv_cell, row)) + "\n" for row in rows)
+    save_text(path, text)

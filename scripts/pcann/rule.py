@@ -62,8 +62,11 @@ def run_rule(snakemake, main: Callable[[object], None]) -> None:
     logger = configure_logging(log_path)
     from threadpoolctl import threadpool_limits
 
+    threads = max(1, int(snakemake.threads))
+    if "cv2" in sys.modules:  # OpenCV keeps its own thread pool, which threadpoolctl does not see
+        sys.modules["cv2"].setNumThreads(threads)
     try:
-        with threadpool_limits(limits=max(1, int(snakemake.threads))):
+        with threadpool_limits(limits=threads):
             main(snakemake)
     except PcannError as exc:
         logger.error("%s", exc)

@@ -2,37 +2,36 @@
 
 ``metrics.json`` holds the setting and its results and is byte-reproducible (same config, same
 numbers, whatever the machine load); wall-clock measurements go to ``timing.json`` beside it.
+A training job imports only numpy-based code from here (no scikit-learn, no pandas), so that it
+starts in well under a second: large grids run thousands of these jobs.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .features import Features
 from .grid import Setting
-from .io import save_csv, save_json
-from .nn import MLPClassifier
+from .io import save_columns_csv, save_json
+from .nn import FittedNetwork, accuracy_and_loss, save_network, train_network
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
-def make_classifier(setting: Setting, training: dict) -> MLPClassifier:
-    return MLPClassifier(
-        hidden=list(setting.hidden),
-        epochs=setting.epochs,
-        lr=setting.lr,
-        batch_size=setting.batch_size,
-        seed=setting.seed,
-        lr_schedule=training.get("lr_schedule", "constant"),
-        lr_decay_rate=training.get("lr_decay_rate", 0.5),
-        lr_decay_every=training.get("lr_decay_every", 100),
-        eval_every=training.get("eval_every", 1),
-        dtype=training.get("dtype", "float32"),
-    )
+def network_params(setting: Setting, training: dict) -> dict:
+    """The parameters of :func:`pcann.nn.train_network` for one setting of the study."""
+    return {
+        "hidden": tuple(setting.hidden),
+        "epochs": setting.epochs,
+        "lr": setting.lr,
+        "batch_size": setting.batch_size,
+        "seed": setting.seed,
+        **training,
+    }
 
 
 def _finite_or_none(value) -> float | None:
@@ -40,20 +39,42 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def evaluate(model: MLPClassifier, X: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
-    """``(accuracy, loss)`` of a fitted model; ``None`` where a diverged model has no number."""
-    if model.diverged_:
+def evaluate(network: FittedNetwork, X: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
+    """``(accuracy, loss)`` of a fitted network; ``None`` where a diverged one has no number."""
+    if network.result.diverged:
         return None, None
-    return _finite_or_none(model.score(X, y)), _finite_or_none(model.log_loss(X, y))
+    accuracy, loss = accuracy_and_loss(network, X, y)
+    return _finite_or_none(accuracy), _finite_or_none(loss)
 
 
-def train_run(setting: Setting, features: Features, training: dict) -> tuple[MLPClassifier, dict, pd.DataFrame, dict]:
-    """Fit one setting; return the model, its metrics, its history table and its timing."""
-    model = make_classifier(setting, training)
+@dataclass
+class TrainedRun:
+    """One fitted setting and everything its run folder records."""
+
+    network: FittedNetwork
+    params: dict  # of train_network
+    n_classes: int
+    n_features: int
+    metrics: dict
+    history: dict  # column -> values, in HISTORY_COLUMNS order
+    timing: dict
+
+
+def train_run(setting: Setting, features: Features, training: dict) -> TrainedRun:
+    """Fit one setting on the features and measure it."""
+    params = network_params(setting, training)
     started = time.perf_counter()
-    model.fit(features.X_train, features.y_train, X_val=features.X_val, y_val=features.y_val)
+    network = train_network(
+        features.X_train,
+        features.y_train,
+        len(features.classes),
+        features.X_val,
+        features.y_val,
+        **params,
+    )
     seconds = time.perf_counter() - started
-    history = pd.DataFrame({column: model.history_[column] for column in HISTORY_COLUMNS})
+    result = network.result
+    history = {column: result.history[column] for column in HISTORY_COLUMNS}
     metrics = {
         **setting.as_record(),
         "n_layers": setting.n_layers,
@@ -62,26 +83,37 @@ def train_run(setting: Setting, features: Features, training: dict) -> tuple[MLP
         "n_train": int(len(features.y_train)),
         "n_val": int(len(features.y_val)),
         "n_test": int(len(features.y_test)),
-        "diverged": bool(model.diverged_),
-        "diverged_epoch": model.diverged_epoch_,
-        "epochs_run": int(model.n_epochs_run_),
-        "steps": int(model.n_steps_),
+        "diverged": bool(result.diverged),
+        "diverged_epoch": result.diverged_epoch,
+        "epochs_run": int(result.n_epochs_run),
+        "steps": int(result.n_steps),
     }
     for part in ("train", "val", "test"):
-        accuracy, loss = evaluate(model, getattr(features, f"X_{part}"), getattr(features, f"y_{part}"))
+        accuracy, loss = evaluate(network, getattr(features, f"X_{part}"), getattr(features, f"y_{part}"))
         metrics[f"{part}_accuracy"] = accuracy
         metrics[f"{part}_loss"] = loss
+    steps_per_second = result.n_steps / result.seconds if result.seconds > 0 else math.nan
     timing = {
         "seconds": round(seconds, 4),
-        "fit_seconds": round(float(model.fit_seconds_), 4),
-        "steps_per_second": round(float(model.steps_per_second_), 1),
+        "fit_seconds": round(float(result.seconds), 4),
+        "steps_per_second": round(float(steps_per_second), 1),
     }
-    return model, metrics, history, timing
+    return TrainedRun(
+        network, params, len(features.classes), features.X_train.shape[1], metrics, history, timing
+    )
 
 
-def save_run(outputs, model: MLPClassifier, metrics: dict, history: pd.DataFrame, timing: dict) -> None:
-    save_csv(outputs["history"], history)
-    model.save_weights(outputs["weights"])
-    save_json(outputs["timing"], timing)
+def save_run(outputs, run: TrainedRun) -> None:
+    """Write a run's ``history``, ``weights``, ``timing`` and ``metrics`` (in that order)."""
+    save_columns_csv(outputs["history"], run.history)
+    # class indices as labels, with the names in metrics.json: what plot_run and the tables expect
+    save_network(
+        outputs["weights"],
+        run.network,
+        params=run.params,
+        classes=np.arange(run.n_classes),
+        n_features_in=run.n_features,
+    )
+    save_json(outputs["timing"], run.timing)
     # metrics last: its presence means the run finished and everything else is in place
-    save_json(outputs["metrics"], metrics)
+    save_json(outputs["metrics"], run.metrics)
