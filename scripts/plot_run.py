@@ -2,10 +2,9 @@
 
 import json
 
-import pandas as pd
-
 from pcann.features import load_features
-from pcann.estimator import MLPClassifier
+from pcann.io import load_columns_csv
+from pcann.nn import load_network
 from pcann.plots import curves_figure, decision_regions_figure, note_figure, save_figure
 from pcann.rule import run_rule
 
@@ -14,7 +13,7 @@ def main(smk):
     features, data_label = load_features(smk.input.features)
     label = data_label or None
     metrics = json.loads(open(smk.input.metrics).read())
-    history = pd.read_csv(smk.input.history)
+    history = load_columns_csv(smk.input.history)
     run = smk.wildcards
     title = (
         f"hidden {run.hidden.replace('-', ', ')} | {run.epochs} epochs | lr {run.lr} | "
@@ -30,10 +29,10 @@ def main(smk):
     elif metrics["diverged"]:
         figure = note_figure(f"The run diverged at epoch {metrics['diverged_epoch']}: no regions.", title)
     else:
-        model = MLPClassifier.from_npz(smk.input.weights)
+        network, _ = load_network(smk.input.weights)
         show_train = smk.params.plot_training_points
         figure = decision_regions_figure(
-            model, features.X_test, features.y_test, features.classes,
+            network.predict, features.X_test, features.y_test, features.classes,
             f"{title}\ntest accuracy {metrics['test_accuracy']:.4f}", label,
             X_train=features.X_train if show_train else None,
             y_train=features.y_train if show_train else None,

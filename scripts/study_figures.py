@@ -7,7 +7,7 @@ import pandas as pd
 
 from pcann.features import load_features
 from pcann.grid import study_plan
-from pcann.estimator import MLPClassifier
+from pcann.nn import load_network
 from pcann.plots import (
     comparison_figure,
     curves_figure,
@@ -76,7 +76,7 @@ def main(smk):
         else:
             show_train = smk.params.plot_training_points
             figure = decision_regions_figure(
-                MLPClassifier.from_npz(run / "weights.npz"),
+                load_network(run / "weights.npz")[0].predict,
                 features.X_test, features.y_test, features.classes,
                 f"{title}\ntest accuracy {metrics['test_accuracy']:.4f}", label,
                 X_train=features.X_train if show_train else None,

@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 from pcann.estimator import MLPClassifier
 from pcann.features import Features
 from pcann.grid import Setting
-from pcann.io import save_columns_csv, save_csv
+from pcann.io import load_columns_csv, save_columns_csv, save_csv
 from pcann.runs import HISTORY_COLUMNS, save_run, train_run
 
 TRAINING = {"lr_schedule": "constant", "lr_decay_rate": 0.5, "lr_decay_every": 100,
@@ -74,3 +74,12 @@ def test_the_estimator_and_a_run_train_the_same_network():
     for W_run, W_model in zip(run.network.weights, model.coefs_):
         assert np.array_equal(W_run, W_model)
     assert run.history["val_loss"] == model.history_["val_loss"]
+
+
+def test_columns_csv_reads_back(tmp_path):
+    columns = {"epoch": [1, 2], "loss": [0.25, float("nan")]}
+    save_columns_csv(tmp_path / "h.csv", columns)
+    read = load_columns_csv(tmp_path / "h.csv")
+    assert list(read) == ["epoch", "loss"]
+    np.testing.assert_array_equal(read["epoch"], [1, 2])
+    np.testing.assert_array_equal(read["loss"], [0.25, np.nan])

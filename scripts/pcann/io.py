@@ -100,3 +100,15 @@ def save_columns_csv(path: str | os.PathLike, columns: dict) -> None:
     rows = zip(*(columns[name] for name in names))
     text = ",".join(names) + "\n" + "".join(",".join(map(_csv_cell, row)) + "\n" for row in rows)
     save_text(path, text)
+
+
+def load_columns_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a numeric CSV written by :func:`save_columns_csv` (or :func:`save_csv`) back into
+    float columns (empty cells become NaN), without importing pandas."""
+    lines = Path(path).read_text().splitlines()
+    names = lines[0].split(",")
+    values = np.array(
+        [[float(cell) if cell else math.nan for cell in line.split(",")] for line in lines[1:]],
+        dtype=np.float64,
+    ).reshape(len(lines) - 1, len(names))
+    return {name: values[:, i] for i, name in enumerate(names)}

@@ -776,6 +776,10 @@ class FittedNetwork:
         """``(n_classes, m)`` logits of samples-as-rows ``X``, computed in float64."""
         return logits(self.weights, [b.reshape(-1, 1) for b in self.biases], np.asarray(X).T)
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable class index of each row of ``X``."""
+        return np.argmax(self.logits(X), axis=0)
+
 
 def train_network(X, y, n_classes: int, X_val=None, y_val=None, **params) -> FittedNetwork:
     """Fit the network on samples-as-rows ``X`` (finite floats) and class indices ``y`` in

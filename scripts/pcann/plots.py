@@ -109,21 +109,47 @@ def curves_figure(history, title: str, data_label: str | None = None, diverged_e
     return fig
 
 
+def decision_grid(predict, points: np.ndarray, resolution: int = 250, eps: float = 0.5):
+    """``(xx0, xx1, classes)``: ``predict`` at every node of a ``resolution`` x ``resolution``
+    grid over the bounding box of the 2-D ``points``, widened by ``eps`` on every side.
+
+    The grid of scikit-learn's ``DecisionBoundaryDisplay.from_estimator`` (tested to be equal);
+    computing it here keeps scikit-learn's import out of the per-run plotting jobs.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"decision regions need 2-D points; got an array of shape {points.shape}")
+    axes = [
+        np.linspace(points[:, i].min() - eps, points[:, i].max() + eps, resolution) for i in (0, 1)
+    ]
+    xx0, xx1 = np.meshgrid(*axes)
+    classes = np.asarray(predict(np.c_[xx0.ravel(), xx1.ravel()])).reshape(xx0.shape)
+    return xx0, xx1, classes
+
+
 def decision_regions_figure(
-    model, X_test, y_test, classes, title: str, data_label: str | None = None,
+    predict, X_test, y_test, classes, title: str, data_label: str | None = None,
     X_train=None, y_train=None,
 ):
-    """The model's predicted class over the PCA plane, with the test points (and training points)."""
-    from sklearn.inspection import DecisionBoundaryDisplay
+    """The predicted class over the PCA plane, with the test points (and training points).
+
+    ``predict`` maps ``(n, 2)`` features to class indices into ``classes`` (e.g.
+    ``pcann.nn.FittedNetwork.predict``, or the ``predict`` of an estimator fitted on indices).
+    """
+    from matplotlib.colors import ListedColormap
 
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     points = X_test if X_train is None else np.concatenate([X_train, X_test])
-    DecisionBoundaryDisplay.from_estimator(
-        model, points, response_method="predict", plot_method="pcolormesh", grid_resolution=250,
-        eps=0.5, multiclass_colors=[class_style(i)["color"] for i in range(len(classes))],
-        alpha=0.3, ax=ax, shading="auto", xlabel="PC1", ylabel="PC2",
+    xx0, xx1, predicted = decision_grid(predict, points)
+    # colours pinned to class indices (vmin/vmax), so a class that wins nowhere on the grid does
+    # not shift the colours of the others
+    ax.pcolormesh(
+        xx0, xx1, predicted, cmap=ListedColormap([class_style(i)["color"] for i in range(len(classes))]),
+        vmin=-0.5, vmax=len(classes) - 0.5, alpha=0.3, shading="auto",
         rasterized=True,  # a 250 x 250 mesh as vector quads would make a 10+ MB SVG
     )
+    ax.set_xlabel("PC1")
+    ax.set_ylabel("PC2")
     sets = [("test", X_test, y_test, 26, "black")]
     if X_train is not None:
         sets.insert(0, ("train", X_train, y_train, 10, "none"))

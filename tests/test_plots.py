@@ -1,0 +1,48 @@
+"""The decision-region figure: scikit-learn's grid, colours pinned to classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.inspection import DecisionBoundaryDisplay
+
+from pcann.estimator import MLPClassifier
+from pcann.nn import load_network
+from pcann.plots import decision_grid, decision_regions_figure
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    X, y = make_blobs(n_samples=150, centers=[(-4, -4), (0, 4), (4, -4)], random_state=0)
+    model = MLPClassifier(hidden=[8], epochs=30, lr=0.1).fit(X, y)
+    path = tmp_path_factory.mktemp("model") / "weights.npz"
+    model.save_weights(path)
+    return X, y, model, load_network(path)[0]
+
+
+def test_grid_is_scikit_learns(fitted):
+    X, _, model, network = fitted
+    display = DecisionBoundaryDisplay.from_estimator(
+        model, X, response_method="predict", grid_resolution=60, eps=0.5
+    )
+    xx0, xx1, predicted = decision_grid(network.predict, X, resolution=60, eps=0.5)
+    np.testing.assert_array_equal(xx0, display.xx0)
+    np.testing.assert_array_equal(xx1, display.xx1)
+    np.testing.assert_array_equal(predicted, display.response)
+    assert len(np.unique(predicted)) == 3
+
+
+def test_colours_stay_with_their_class_when_a_class_wins_nowhere(fitted):
+    X, y, _, _ = fitted
+    only_classes_1_and_2 = lambda points: np.where(points[:, 0] > 0, 2, 1)  # noqa: E731
+    fig = decision_regions_figure(only_classes_1_and_2, X, y, ("a", "b", "c"), "title")
+    mesh = fig.axes[0].collections[0]
+    colours = mesh.cmap(mesh.norm(np.array([1, 2])))
+    expected = mesh.cmap(np.array([1, 2]) / 2)  # the colours of classes 1 and 2 among 3
+    np.testing.assert_allclose(colours, expected)
+
+
+def test_regions_need_two_features():
+    with pytest.raises(ValueError, match="2-D points.*shape \\(4, 3\\)"):
+        decision_grid(lambda p: np.zeros(len(p)), np.zeros((4, 3)))
