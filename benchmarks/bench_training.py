@@ -4,7 +4,8 @@ Trains the study's networks on the study's data (PCA(2) features of the fruit im
 training and 294 validation samples, 3 classes; loss and accuracy of both sets after every
 epoch) with
 
-1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.nn``),
+1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.nn``), with OpenCV's
+   ``exp`` (the default) and with numpy's (``exp_backend="numpy"``),
 2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
 3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
 
@@ -25,6 +26,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +91,10 @@ def measure_matmul_peak(repeats: int = 3) -> float:
     return best
 
 
-def run_pcann(f, hidden, lr, epochs):
-    model = MLPClassifier(hidden=hidden, epochs=epochs, lr=lr, batch_size=BATCH_SIZE, seed=SEED)
+def run_pcann(f, hidden, lr, epochs, exp_backend="opencv"):
+    model = MLPClassifier(
+        hidden=hidden, epochs=epochs, lr=lr, batch_size=BATCH_SIZE, seed=SEED, exp_backend=exp_backend
+    )
     start = time.perf_counter()
     model.fit(f.X_train, f.y_train, f.X_val, f.y_val)
     return time.perf_counter() - start, model.history_["val_accuracy"][-1]
@@ -166,6 +170,10 @@ def main(argv=None) -> None:
         "--no-reference", action="store_true", help="skip the straightforward reference"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument(
+        "--no-numpy-exp", action="store_true",
+        help="skip pcann with training.exp_backend: numpy (numpy's exp instead of OpenCV's)",
+    )
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set PCANN_FRUITS_DIR")
@@ -175,6 +183,8 @@ def main(argv=None) -> None:
         parser.error(f"unknown settings {unknown}; choose among {', '.join(SETTINGS)}")
 
     trainers = {"pcann": run_pcann}
+    if not args.no_numpy_exp:
+        trainers["pcann-numpy"] = partial(run_pcann, exp_backend="numpy")
     if not args.no_reference:
         trainers["reference"] = run_reference
     if not args.no_torch:
@@ -228,7 +238,8 @@ def main(argv=None) -> None:
 
     print(
         f"\n| net, batch {BATCH_SIZE} | pcann s | reference s | speed-up | PyTorch s | speed-up "
-        f"| pcann GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|"
+        f"| pcann GFLOP/s | % of peak | pcann, numpy exp s | its speed-up vs reference |"
+        f"\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for hidden, seconds, gflops in rows:
         cells = [f"{seconds['pcann']:.2f}"]
@@ -238,6 +249,12 @@ def main(argv=None) -> None:
             else:
                 cells += ["-", "-"]
         cells += [f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%"]
+        if "pcann-numpy" in seconds:
+            cells.append(f"{seconds['pcann-numpy']:.2f}")
+            reference = seconds.get("reference")
+            cells.append(f"{reference / seconds['pcann-numpy']:.1f}x" if reference else "-")
+        else:
+            cells += ["-", "-"]
         print(f"| {list(hidden)} | " + " | ".join(cells) + " |")
     print(
         f"\nseconds per 1000 epochs ({args.epochs} run, best of {args.repeats}); "

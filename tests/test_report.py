@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -36,7 +37,10 @@ def browser(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+        message = "Debian's chromium and chromium-driver are not installed (.ci/run installs them)"
+        if os.environ.get("PCANN_REQUIRE_BROWSER"):
+            pytest.fail(f"{message}, and PCANN_REQUIRE_BROWSER is set")
+        pytest.skip(message)
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
