@@ -16,11 +16,14 @@ from pcann.config import (  # noqa: E402
 from pcann.data import image_files, read_image  # noqa: E402
 from pcann.demo import DEMO_BANNER, DEMO_CLASSES  # noqa: E402
 from pcann.grid import (  # noqa: E402
+    PLOT_RUNS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     RUNS_ROOT,
     WILDCARD_PATTERNS,
     Setting,
     estimated_seconds,
+    plot_runs_mode,
+    plotted_settings,
     study_plan,
     unique_settings,
 )
@@ -160,12 +163,12 @@ def training_runtime_minutes(wildcards):
 
 
 def run_figures(setting):
-    return expand(
-        "{run_dir}/{name}.{ext}",
-        run_dir=setting.run_dir,
-        name=["curves", "decision_regions"],
-        ext=["png", "svg"],
-    )
+    run_dir = setting.run_dir
+    return [
+        f"{run_dir}/{name}.{ext}"
+        for name in ("curves", "decision_regions")
+        for ext in ("png", "svg")
+    ]
 
 
 # --- what the aggregation rules produce, derived once from the plan ---------------------------
@@ -193,11 +196,19 @@ def headline_figure_prefixes():
     ]
 
 
-def plotted_runs():
-    """Runs that get per-run figures: all, or only the headline runs for very large grids."""
-    if config["plot_runs"] == "all":
-        return SETTINGS
-    return list(dict.fromkeys(row.setting for row in PLAN if row.study != "sweep"))
+PLOT_RUNS = plot_runs_mode(config["plot_runs"], len(SETTINGS))
+PLOTTED_RUNS = plotted_settings(PLAN, PLOT_RUNS)
+# Once, from the main process: every job's own process parses this file again.
+if (
+    workflow.is_main_process
+    and config["plot_runs"] == "auto"
+    and PLOT_RUNS == "headline"
+):
+    logger.warning(
+        f"plot_runs: auto: {len(SETTINGS)} training runs, more than {PLOT_RUNS_AUTO_LIMIT}: "
+        "per-run curves and decision regions are drawn for the headline runs only "
+        f"({len(PLOTTED_RUNS)} of {len(SETTINGS)}); plot_runs: all draws them for every run"
+    )
 
 
 def figure_pair(prefix):
@@ -205,9 +216,14 @@ def figure_pair(prefix):
 
 
 def study_outputs():
-    """Every file of the finished study: what `rule all` asks for."""
-    files = [f"{s.run_dir}/metrics.json" for s in SETTINGS]
-    for setting in plotted_runs():
+    """Every file of the finished study: what `rule all` asks for.
+
+    Every run's metrics.json is left out: runs.csv needs them all already, and each path asked
+    for twice is one more lookup per run when Snakemake plans. The figures are all listed, as
+    Snakemake re-runs a job only for its missing outputs that some job asks for.
+    """
+    files = []
+    for setting in PLOTTED_RUNS:
         files += run_figures(setting)
     files += pca_outputs(config["protocol"], config["n_components"])
     files += expand("results/tables/{name}.{ext}", name=TABLE_NAMES, ext=["csv", "md"])

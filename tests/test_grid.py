@@ -10,11 +10,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, copy_workflow, run_snakemake, tiny_study_config
 
 from pcann import PcannError
 from pcann.config import ConfigError, check_plan_fits_data
-from pcann.grid import Setting, parse_run_id, study_plan, unique_settings
+from pcann.grid import (
+    PLOT_RUNS_AUTO_LIMIT,
+    Setting,
+    parse_run_id,
+    plot_runs_mode,
+    plotted_settings,
+    study_plan,
+    unique_settings,
+)
 
 
 def shipped_config():
@@ -76,6 +84,28 @@ def test_run_folder_names_round_trip_and_canonicalise_learning_rates():
     assert Setting("study", 2, (8,), 1, 0.0050, 1, 1).run_id == Setting("study", 2, (8,), 1, 5e-3, 1, 1).run_id
 
 
+def test_plot_runs_auto_draws_every_run_up_to_the_limit_and_the_headline_runs_beyond():
+    assert plot_runs_mode("auto", PLOT_RUNS_AUTO_LIMIT) == "all"
+    assert plot_runs_mode("auto", PLOT_RUNS_AUTO_LIMIT + 1) == "headline"
+    assert plot_runs_mode("all", 10 * PLOT_RUNS_AUTO_LIMIT) == "all"
+    assert plot_runs_mode("headline", 1) == "headline"
+    # the limit is documented where the option is
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    assert f"up to {PLOT_RUNS_AUTO_LIMIT} " in schema["properties"]["plot_runs"]["description"]
+    assert f"up to {PLOT_RUNS_AUTO_LIMIT} " in (REPO / "config.yaml").read_text()
+
+
+def test_headline_figures_are_the_headline_runs_and_their_repeats_not_the_factorial_grid():
+    config = shipped_config()
+    config.update(full_factorial=True)
+    rows = study_plan(config)
+    plotted = plotted_settings(rows, "headline")
+    repeats = {r.setting for r in rows if r.study in ("headline", "protocols", "components")}
+    # per headline run: itself, its train-only repeat and 4 more component counts
+    assert set(plotted) == repeats and len(plotted) == 2 * (1 + 1 + 4)
+    assert plotted_settings(rows, "all") == unique_settings(rows)
+
+
 def test_unknown_headline_network_is_named():
     config = shipped_config()
     config["headline"] = [{"network": "four_layer"}]
@@ -100,6 +130,11 @@ def test_too_many_components_for_the_data_is_refused():
 
 def planned_jobs(workdir: Path, config: dict) -> Counter:
     """Jobs a dry-run with ``config`` as config.yaml would execute, by rule."""
+    return dry_run(workdir, config)[0]
+
+
+def dry_run(workdir: Path, config: dict) -> tuple[Counter, str]:
+    """:func:`planned_jobs`, and the dry-run's output."""
     config_file = workdir / "config.yaml"
     original = config_file.read_text()
     try:
@@ -109,9 +144,10 @@ def planned_jobs(workdir: Path, config: dict) -> Counter:
         config_file.write_text(original)
     output = result.stdout + result.stderr
     if "Nothing to be done" in output:
-        return Counter()
+        return Counter(), output
     table = output.split("Job stats:", 1)[1]
-    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"})
+    jobs = Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"})
+    return jobs, output
 
 
 AGGREGATION = {"collect_metrics", "study_tables", "study_figures", "summary", "all", "plot_run"}
@@ -170,6 +206,23 @@ def test_editing_a_plotting_script_retrains_nothing(finished_study):
         os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert jobs["train"] == 0
     assert jobs["plot_run"] > 0  # its figures are redrawn with the new code
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("n_runs", [PLOT_RUNS_AUTO_LIMIT, PLOT_RUNS_AUTO_LIMIT + 1])
+def test_plot_runs_auto_plans_every_runs_figures_up_to_the_limit_and_says_when_it_stops(tmp_path, n_runs):
+    lrs = [round(1e-3 * (1 + i), 6) for i in range(n_runs)]
+    config = tiny_study_config(
+        networks={"net": {"baseline": {"hidden": [4], "epochs": 2, "lr": lrs[0], "batch_size": 8},
+                          "sweep": {"lr": lrs[1:]}}},
+        headline=[{"network": "net"}], compare_protocols=[], components_sweep=[],
+    )
+    jobs, output = dry_run(copy_workflow(tmp_path, config), config)
+    beyond = n_runs > PLOT_RUNS_AUTO_LIMIT
+    assert jobs["train"] == n_runs
+    assert jobs["plot_run"] == (1 if beyond else n_runs)
+    message = f"plot_runs: auto: {n_runs} training runs, more than {PLOT_RUNS_AUTO_LIMIT}: "
+    assert (message in output) == beyond, output[-2000:]
 
 
 def _validated(config: dict) -> dict:

@@ -25,6 +25,13 @@ WILDCARD_PATTERNS = {
     "seed": r"[0-9]+",
 }
 RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_seed={seed}"
+#: ``plot_runs: auto`` draws every run's figures for studies of up to this many training runs,
+#: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
+#: time grows with the number of jobs (README, "Planning time").
+PLOT_RUNS_AUTO_LIMIT = 250
+#: Plan rows whose runs are headline runs: the runs themselves and their protocol and
+#: component-count repeats.
+HEADLINE_STUDIES = ("headline", "protocols", "components")
 
 
 def format_lr(lr: float) -> str:
@@ -217,6 +224,20 @@ def _sort_key(value):
 def unique_settings(rows: list[PlanRow]) -> list[Setting]:
     """The distinct settings of a plan, in first-seen order: one training job each."""
     return list(dict.fromkeys(row.setting for row in rows))
+
+
+def plot_runs_mode(plot_runs: str, n_runs: int) -> str:
+    """What ``plot_runs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
+    if plot_runs == "auto":
+        return "all" if n_runs <= PLOT_RUNS_AUTO_LIMIT else "headline"
+    return plot_runs
+
+
+def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
+    """The runs that get per-run figures under ``mode`` (``all`` or ``headline``)."""
+    if mode == "all":
+        return unique_settings(rows)
+    return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
 
 
 def parse_run_id(run_id: str) -> dict:
