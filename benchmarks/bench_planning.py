@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
+sys.path.insert(0, str(REPO / "scripts"))
+
+from pcann.workflow_files import copy_workflow  # noqa: E402
 
 
 def grid_config(n_settings: int, plot_runs: str | None = None) -> dict:
@@ -78,11 +79,7 @@ def main() -> None:
     dry_run = [sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "rules", "--cores", "2"]
     print(f"{'settings':>8} {'plot_run':>8} {'jobs':>6} {'pcann dry-run s':>16} {'bare jobs s':>12} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "wf"
-        work.mkdir()
-        for item in WORKFLOW_ITEMS:
-            source = REPO / item
-            (shutil.copytree if source.is_dir() else shutil.copy2)(source, work / item)
+        work = copy_workflow(Path(tmp) / "wf")
         bare = Path(tmp) / "bare"
         bare.mkdir()
         (bare / "Snakefile").write_text(BARE_SNAKEFILE)

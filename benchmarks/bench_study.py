@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
+sys.path.insert(0, str(REPO / "scripts"))
+
+from pcann.workflow_files import copy_workflow  # noqa: E402
 
 
 def main() -> None:
@@ -41,15 +42,7 @@ def main() -> None:
     if not args.with_extras:
         config.update(compare_protocols=[], components_sweep=[])
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep or tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        for item in WORKFLOW_ITEMS:
-            source = REPO / item
-            target = work / item
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-        (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        work = copy_workflow(Path(args.keep or tmp), config)
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all"],

@@ -156,6 +156,13 @@ def pca_outputs(protocol, n_components):
     ]
 
 
+def training_priority(wildcards):
+    """Longest training first: with more jobs than cores, a long run started last would leave the
+    other cores idle at the end of the study (longest-processing-time-first scheduling).
+    """
+    return int(estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER))
+
+
 def training_runtime_minutes(wildcards):
     """Scheduler time limit of one training job: three times the estimate, at least 5 min."""
     seconds = estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER)

@@ -13,6 +13,7 @@ rule train:
         f"{RUN_DIR}/train.log",
     benchmark:
         f"{RUN_DIR}/train.benchmark.tsv"
+    priority: training_priority
     conda:
         "../envs/pcann.yaml"
     threads: 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-#: What a workflow copy needs; results/ and Snakemake's state are never copied.
-WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
+from pcann.workflow_files import copy_workflow  # noqa: E402, F401 - for the tests
+
 #: The tiny study of .test/config.yaml: demo data, small networks, short training.
 TEST_CONFIG_PATH = REPO / ".test" / "config.yaml"
 
@@ -65,27 +64,6 @@ def tiny_study_config(**overrides) -> dict:
     import yaml
 
     return {**yaml.safe_load(TEST_CONFIG_PATH.read_text()), **overrides}
-
-
-def copy_workflow(dest: Path, config: dict | None = None) -> Path:
-    """Copy the workflow's source files (not its results) into ``dest``.
-
-    With ``config``, it *replaces* config.yaml: a ``--configfile`` would be deep-merged into the
-    shipped study (Snakemake merges nested keys), keeping sweeps the test did not ask for.
-    """
-    import yaml
-
-    dest.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for item in WORKFLOW_ITEMS:
-        source = REPO / item
-        if source.is_dir():
-            shutil.copytree(source, dest / item, ignore=ignore)
-        else:
-            shutil.copy2(source, dest / item)
-    if config is not None:
-        (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return dest
 
 
 def snakemake_command() -> list[str]:
