@@ -774,7 +774,8 @@ class FittedNetwork:
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """``(n_classes, m)`` logits of samples-as-rows ``X``, computed in float64."""
-        return logits(self.weights, [b.reshape(-1, 1) for b in self.biases], np.asarray(X).T)
+        X = np.asarray(X, dtype=np.float64)
+        return logits(self.weights, [b.reshape(-1, 1) for b in self.biases], X.T)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The most probable class index of each row of ``X``."""
