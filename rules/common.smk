@@ -24,7 +24,10 @@ from pcann.grid import (  # noqa: E402
     estimated_seconds,
     plot_runs_mode,
     plotted_settings,
+    schedule_estimates,
+    shorter_runs,
     study_plan,
+    swept_epochs,
     unique_settings,
 )
 
@@ -122,11 +125,26 @@ SETTINGS = unique_settings(PLAN)
 # Impossible batch sizes or component counts stop the run here, before any job.
 check_plan_fits_data(SETTINGS, config, N_TRAIN_FOLDER, N_FEATURES)
 
+#: Training keys that change how the workflow runs, not what a run computes.
+WORKFLOW_TRAINING_KEYS = ("plot_training_points", "continue_shorter_runs")
 #: Shared training details; changing one re-runs every training job (they are its params).
 TRAINING_PARAMS = {
-    k: v for k, v in config["training"].items() if k != "plot_training_points"
+    k: v for k, v in config["training"].items() if k not in WORKFLOW_TRAINING_KEYS
 }
 RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
+
+#: run folder -> the folder of the shorter run it continues (epochs sweeps; see shorter_runs)
+CONTINUED = (
+    shorter_runs(SETTINGS, swept_epochs(config))
+    if config["training"]["continue_shorter_runs"]
+    else {}
+)
+SHORTER_RUN = {run.run_dir: shorter.run_dir for run, shorter in CONTINUED.items()}
+#: run folder -> (own, critical path) estimated seconds of its training job
+SCHEDULE = {
+    run.run_dir: estimate
+    for run, estimate in schedule_estimates(SETTINGS, CONTINUED, N_TRAIN_FOLDER).items()
+}
 
 
 wildcard_constraints:
@@ -156,17 +174,40 @@ def pca_outputs(protocol, n_components):
     ]
 
 
+def run_dir_of(wildcards):
+    return f"{RUNS_ROOT}/{wildcards.protocol}/pca{wildcards.n_components}/" + (
+        RUN_ID_TEMPLATE.format(**{k: wildcards[k] for k in WILDCARD_PATTERNS})
+    )
+
+
+def training_estimate(wildcards):
+    """(own, critical path) estimated seconds of a training job; a run outside the plan has no
+    continuations."""
+    estimate = SCHEDULE.get(run_dir_of(wildcards))
+    if estimate is None:
+        seconds = estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER)
+        estimate = (seconds, seconds)
+    return estimate
+
+
+def shorter_run_input(wildcards):
+    """The weights of the shorter run this one continues, if any. `ancient`: a re-run of the
+    shorter run (which gives the same weights) does not re-run this one."""
+    shorter = SHORTER_RUN.get(run_dir_of(wildcards))
+    return {"shorter_run": ancient(f"{shorter}/weights.npz")} if shorter else {}
+
+
 def training_priority(wildcards):
-    """Longest training first: with more jobs than cores, a long run started last would leave the
-    other cores idle at the end of the study (longest-processing-time-first scheduling).
+    """The longest chain of work first: with more jobs than cores, a long run (or a short run
+    that longer runs continue) started last would leave the other cores idle at the end of the
+    study (critical-path scheduling).
     """
-    return int(estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER))
+    return int(training_estimate(wildcards)[1])
 
 
 def training_runtime_minutes(wildcards):
     """Scheduler time limit of one training job: three times the estimate, at least 5 min."""
-    seconds = estimated_seconds(Setting.from_wildcards(wildcards), N_TRAIN_FOLDER)
-    return max(5, math.ceil(3 * seconds / 60))
+    return max(5, math.ceil(3 * training_estimate(wildcards)[0] / 60))
 
 
 def run_figures(setting):

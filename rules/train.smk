@@ -3,6 +3,7 @@
 
 rule train:
     input:
+        unpack(shorter_run_input),
         features="results/features/{protocol}/pca{n_components}/features.npz",
     output:
         history=f"{RUN_DIR}/history.csv",

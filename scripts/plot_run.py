@@ -1,6 +1,9 @@
 """Rule plot_run: the learning curves and decision regions of one training run."""
 
 import json
+from functools import partial
+
+import numpy as np
 
 from pcann.features import load_features
 from pcann.io import load_columns_csv
@@ -32,7 +35,7 @@ def main(smk):
         network, _ = load_network(smk.input.weights)
         show_train = smk.params.plot_training_points
         figure = decision_regions_figure(
-            network.predict, features.X_test, features.y_test, features.classes,
+            partial(network.predict, dtype=np.float32), features.X_test, features.y_test, features.classes,
             f"{title}\ntest accuracy {metrics['test_accuracy']:.4f}", label,
             X_train=features.X_train if show_train else None,
             y_train=features.y_train if show_train else None,

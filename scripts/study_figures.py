@@ -1,8 +1,10 @@
 """Rule study_figures: sweep figures, learning-rate curves, headline runs and comparisons."""
 
 import json
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pcann.features import load_features
@@ -76,7 +78,7 @@ def main(smk):
         else:
             show_train = smk.params.plot_training_points
             figure = decision_regions_figure(
-                load_network(run / "weights.npz")[0].predict,
+                partial(load_network(run / "weights.npz")[0].predict, dtype=np.float32),
                 features.X_test, features.y_test, features.classes,
                 f"{title}\ntest accuracy {metrics['test_accuracy']:.4f}", label,
                 X_train=features.X_train if show_train else None,

@@ -5,7 +5,7 @@ import logging
 from pcann.features import load_features
 from pcann.grid import Setting
 from pcann.rule import run_rule
-from pcann.runs import save_run, train_run
+from pcann.runs import continuable_run, save_run, train_run
 
 logger = logging.getLogger("pcann.train")
 
@@ -15,8 +15,19 @@ def main(smk):
     features, data_label = load_features(smk.input.features)
     if data_label:
         logger.warning("*** %s ***", data_label)
+    continue_from = None
+    shorter_run = smk.input.get("shorter_run")
+    if shorter_run:
+        continue_from, problem = continuable_run(shorter_run, setting, features, smk.params.training)
+        if problem:
+            logger.warning("not continuing %s: %s; training from epoch 1", shorter_run, problem)
+        else:
+            logger.info(
+                "continuing %s after its epoch %d (the result is the same as from epoch 1)",
+                shorter_run, continue_from.result.n_epochs_run,
+            )
     logger.info("training %s on %d samples", setting.run_id, len(features.y_train))
-    run = train_run(setting, features, smk.params.training)
+    run = train_run(setting, features, smk.params.training, continue_from)
     metrics, timing = run.metrics, run.timing
     if metrics["diverged"]:
         logger.warning(

@@ -6,6 +6,7 @@ import copy
 import os
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,14 @@ from pcann.config import ConfigError, check_plan_fits_data
 from pcann.grid import (
     PLOT_RUNS_AUTO_LIMIT,
     Setting,
+    estimated_seconds,
     parse_run_id,
     plot_runs_mode,
     plotted_settings,
+    schedule_estimates,
+    shorter_runs,
     study_plan,
+    swept_epochs,
     unique_settings,
 )
 
@@ -104,6 +109,50 @@ def test_headline_figures_are_the_headline_runs_and_their_repeats_not_the_factor
     # per headline run: itself, its train-only repeat and 4 more component counts
     assert set(plotted) == repeats and len(plotted) == 2 * (1 + 1 + 4)
     assert plotted_settings(rows, "all") == unique_settings(rows)
+
+
+def test_epochs_sweep_runs_continue_the_next_shorter_swept_run():
+    config = shipped_config()
+    settings = unique_settings(study_plan(config))
+    continued = shorter_runs(settings, swept_epochs(config))
+    chains = {
+        (run.hidden, run.epochs): shorter.epochs for run, shorter in continued.items()
+    }
+    for hidden in ((256,), (256, 512)):
+        # the sweep's values 10 100 200 800 2000 4000, and the baseline's 1000 off the chain
+        assert {e: chains.get((hidden, e)) for e in (10, 100, 200, 800, 1000, 2000, 4000)} == {
+            10: None, 100: 10, 200: 100, 800: 200, 1000: 800, 2000: 800, 4000: 2000,
+        }
+    # only runs that differ in nothing but their epochs continue each other
+    assert all(run.epochs > shorter.epochs and replace(run, epochs=0) == replace(shorter, epochs=0)
+               for run, shorter in continued.items())
+    assert len(continued) == 2 * 6
+
+
+def test_changing_a_baseline_epochs_leaves_every_other_runs_continuation_alone():
+    config = shipped_config()
+    before = shorter_runs(unique_settings(study_plan(config)), swept_epochs(config))
+    config["networks"]["two_layer"]["baseline"]["epochs"] = 1500
+    after = shorter_runs(unique_settings(study_plan(config)), swept_epochs(config))
+    changed = {run for run in set(before) | set(after) if before.get(run) != after.get(run)}
+    assert {run.epochs for run in changed} == {1000, 1500}
+
+
+def test_chains_of_continued_runs_are_scheduled_first():
+    config = shipped_config()
+    settings = unique_settings(study_plan(config))
+    continued = shorter_runs(settings, swept_epochs(config))
+    estimates = schedule_estimates(settings, continued, n_train=1176)
+    head = Setting("study", 2, (256, 512), 10, 0.005, 16, 1)
+    chain = [replace(head, epochs=e) for e in (10, 100, 200, 800, 2000, 4000)]
+    own = {run: estimates[run][0] for run in settings}
+    # a continued run trains only its own epochs; the chain's head carries the whole chain
+    assert own[chain[-1]] == pytest.approx(estimated_seconds(chain[0], 1176, epochs=4000 - 2000))
+    assert estimates[head][1] == pytest.approx(sum(own[run] for run in chain))
+    assert estimates[head][1] == max(path for _, path in estimates.values())
+    # without continuations a run's path is its own estimate
+    alone = schedule_estimates(settings, {}, n_train=1176)
+    assert all(own_seconds == path for own_seconds, path in alone.values())
 
 
 def test_unknown_headline_network_is_named():
@@ -206,6 +255,30 @@ def test_editing_a_plotting_script_retrains_nothing(finished_study):
         os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert jobs["train"] == 0
     assert jobs["plot_run"] > 0  # its figures are redrawn with the new code
+
+
+@pytest.mark.workflow
+def test_a_continued_run_has_the_files_of_a_run_from_the_start(finished_study, tmp_path):
+    import json
+
+    from pcann.features import load_features
+    from pcann.runs import save_run, train_run
+
+    workdir, config = finished_study
+    # the tiny study's two-layer baseline (20 epochs) continues its 10-epoch sweep run
+    run = Setting("study", 2, (8,), 20, 0.05, 8, 1)
+    run_dir = workdir / run.run_dir
+    assert json.loads((run_dir / "timing.json").read_text())["first_epoch"] == 11
+    assert "continuing results/runs/study/pca2/hidden=8_epochs=10_" in (run_dir / "train.log").read_text()
+
+    training = {k: v for k, v in _validated(config)["training"].items()
+                if k not in ("plot_training_points", "continue_shorter_runs")}
+    features, _ = load_features(workdir / "results/features/study/pca2/features.npz")
+    outputs = {name: tmp_path / f"{name}.{ext}" for name, ext in
+               [("history", "csv"), ("weights", "npz"), ("timing", "json"), ("metrics", "json")]}
+    save_run(outputs, train_run(run, features, training))
+    for name in ("metrics.json", "history.csv"):
+        assert (run_dir / name).read_bytes() == outputs[name.split(".")[0]].read_bytes(), name
 
 
 @pytest.mark.workflow

@@ -316,6 +316,71 @@ def test_decayed_learning_rate_slows_learning():
     assert not np.allclose(constant.coefs_[0], one_epoch.coefs_[0], rtol=1e-3)
 
 
+# -- continuing a shorter run ---------------------------------------------------------------
+
+
+def _blob_run(epochs, tmp_path=None, **params):
+    """A network trained on blobs (with a validation set); saved and read back with ``tmp_path``."""
+    X, y = separable_blobs(std=3.0)
+    params = {"hidden": (8,), "lr": 0.05, "batch_size": 16, **params}
+    network = nn.train_network(X[:200], y[:200], 3, X[200:], y[200:], epochs=epochs, **params)
+    if tmp_path is None:
+        return network
+    path = tmp_path / f"run{epochs}.npz"
+    nn.save_network(path, network, params=params, classes=[0, 1, 2], n_features_in=2)
+    return nn.load_network(path)[0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"hidden": (8, 5), "eval_every": 4},  # the shorter run's last epoch is off the grid
+        {"lr_schedule": "step", "lr_decay_every": 3, "eval_every": 2},
+        {"dtype": "float64", "exp_backend": "numpy", "batch_size": 7},
+    ],
+    ids=["study", "3-layer-eval-every-4", "step-decay", "float64-numpy-exp"],
+)
+def test_continuing_a_shorter_run_gives_the_run_from_the_start_bit_for_bit(tmp_path, params):
+    from_start = _blob_run(17, **params)
+    shorter = _blob_run(7, tmp_path, **params)  # through the .npz file, as the workflow does
+    X, y = separable_blobs(std=3.0)
+    continued = nn.train_network(
+        X[:200], y[:200], 3, X[200:], y[200:], epochs=17, continue_from=shorter,
+        **{"hidden": (8,), "lr": 0.05, "batch_size": 16, **params},
+    )
+    for a, b in zip(from_start.weights + from_start.biases, continued.weights + continued.biases):
+        assert np.array_equal(a, b)
+    assert continued.result.history == from_start.result.history
+    assert continued.result.n_steps == from_start.result.n_steps
+    assert continued.result.n_epochs_run == 17 and not continued.result.diverged
+
+
+def test_a_run_that_cannot_be_continued_says_why(tmp_path):
+    X, y = separable_blobs(std=3.0)
+    shorter = _blob_run(5, tmp_path)
+    base = {"hidden": (8,), "lr": 0.05, "batch_size": 16}
+
+    def continue_to(epochs=10, network=shorter, X_train=X[:200], **changes):
+        return nn.train_network(
+            X_train, y[:200], 3, X[200:], y[200:], epochs=epochs, continue_from=network,
+            **{**base, **changes},
+        )
+
+    with pytest.raises(ValueError, match="other parameters, data or code"):
+        continue_to(lr=0.06)
+    with pytest.raises(ValueError, match="other parameters, data or code"):
+        continue_to(X_train=X[:200] + 1e-9)
+    with pytest.raises(ValueError, match="ran 5 epochs, not fewer than 5"):
+        continue_to(epochs=5)
+    diverged = nn.train_network(X[:200], y[:200], 3, epochs=5, hidden=(8,), lr=1e4)
+    assert diverged.result.diverged
+    key = nn.trajectory_key(nn.check_params(hidden=(8,), lr=1e4, epochs=9), 3, X[:200], y[:200])
+    assert nn.continuation_problem(diverged, key, 9).startswith("it diverged (epoch")
+    estimator_network = MLPClassifier(hidden=[8], epochs=5, lr=0.05).fit(X, y)._network()
+    assert "saved without the state" in nn.continuation_problem(estimator_network, key, 9)
+
+
 @pytest.mark.parametrize(
     "epochs, every, expected",
     [(10, 1, list(range(1, 11))), (10, 3, [3, 6, 9, 10]), (10, 5, [5, 10]), (4, 10, [4])],

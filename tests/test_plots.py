@@ -37,9 +37,9 @@ def test_colours_stay_with_their_class_when_a_class_wins_nowhere(fitted):
     X, y, _, _ = fitted
     only_classes_1_and_2 = lambda points: np.where(points[:, 0] > 0, 2, 1)  # noqa: E731
     fig = decision_regions_figure(only_classes_1_and_2, X, y, ("a", "b", "c"), "title")
-    mesh = fig.axes[0].collections[0]
-    colours = mesh.cmap(mesh.norm(np.array([1, 2])))
-    expected = mesh.cmap(np.array([1, 2]) / 2)  # the colours of classes 1 and 2 among 3
+    regions = fig.axes[0].images[0]
+    colours = regions.cmap(regions.norm(np.array([1, 2])))
+    expected = regions.cmap(np.array([1, 2]) / 2)  # the colours of classes 1 and 2 among 3
     np.testing.assert_allclose(colours, expected)
 
 

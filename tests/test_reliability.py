@@ -270,8 +270,8 @@ def _hidden_empty(data, config, tmp):
 def _unknown_key(data, config, tmp):
     return deep_update(config, {"training": {"lr_shedule": "step"}}), [], [
         "config key training.lr_shedule: ",
-        "unknown key; known keys here: dtype, eval_every, exp_backend, lr_decay_every, lr_decay_rate,"
-        " lr_schedule, plot_training_points",
+        "unknown key; known keys here: continue_shorter_runs, dtype, eval_every, exp_backend,"
+        " lr_decay_every, lr_decay_rate, lr_schedule, plot_training_points",
     ]
 
 

@@ -15,23 +15,37 @@ class ConfigError(PcannError):
     """The configuration does not match schemas/config.schema.yaml."""
 
 
+# libyaml's safe loader where PyYAML has it: ten times faster on a grid of thousands of values
+# (planning time). Syntax errors are reported by the pure-Python loader, whose messages are the
+# same on every installation.
+try:
+    from yaml import CSafeLoader as SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader
+
+
 def load_schema(path: str | Path) -> dict:
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=SafeLoader)
 
 
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML configuration safely; a syntax error names the file, line and column."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    try:
+        data = yaml.load(text, Loader=SafeLoader)
+    except yaml.YAMLError:
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+        raise
     if data is None:
         return {}
     if not isinstance(data, dict):

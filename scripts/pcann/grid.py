@@ -249,14 +249,70 @@ def parse_run_id(run_id: str) -> dict:
     return match.groupdict()
 
 
-def estimated_seconds(setting: Setting, n_train: int) -> float:
-    """Rough single-core training time of a setting, for the scheduler's ``runtime`` resource.
+def estimated_seconds(setting: Setting, n_train: int, epochs: int | None = None) -> float:
+    """Rough single-core time of ``epochs`` epochs of a setting (default: all of them).
 
     Per SGD step: a fixed cost of Python/numpy calls plus the multiply-adds of forward and
     backward passes (about 6 per weight per sample) at a conservative 20 GFLOP/s.
     """
+    epochs = setting.epochs if epochs is None else epochs
     sizes = (setting.n_components, *setting.hidden, 3)
     weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    steps = setting.epochs * -(-n_train // setting.batch_size)
-    flops = 6.0 * weights * setting.epochs * n_train * 1.25  # +25 %: evaluation passes
+    steps = epochs * -(-n_train // setting.batch_size)
+    flops = 6.0 * weights * epochs * n_train * 1.25  # +25 %: evaluation passes
     return steps * 30e-6 + flops / 20e9
+
+
+def swept_epochs(config: dict) -> set[int]:
+    """Every value of the networks' epochs sweeps."""
+    return {
+        int(epochs)
+        for spec in config["networks"].values()
+        for epochs in spec.get("sweep", {}).get("epochs", [])
+    }
+
+
+def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
+    """The run each setting continues instead of starting over: the longest run of the same
+    setting with fewer epochs, among those whose epochs are in ``epochs_values``.
+
+    Training is deterministic and epoch ``e`` of a run does not depend on how many epochs come
+    after it, so a 4000-epoch run can start where the 2000-epoch run ended and give the same
+    result (see :func:`pcann.nn.train_network`); an epochs sweep then costs its longest run
+    instead of the sum of all. ``epochs_values`` are the sweeps' values (:func:`swept_epochs`),
+    not every run's: changing a baseline's epochs then changes which run no *other* run
+    continues, so it re-runs exactly the runs with the new value.
+    """
+    settings = list(settings)
+    anchors = set(epochs_values)
+    lengths: dict[Setting, list[int]] = {}
+    for setting in settings:
+        if setting.epochs in anchors:
+            lengths.setdefault(replace(setting, epochs=0), []).append(setting.epochs)
+    continued = {}
+    for setting in settings:
+        shorter = [e for e in lengths.get(replace(setting, epochs=0), ()) if e < setting.epochs]
+        if shorter:
+            continued[setting] = replace(setting, epochs=max(shorter))
+    return continued
+
+
+def schedule_estimates(settings, continued: dict, n_train: int) -> dict[Setting, tuple[float, float]]:
+    """``setting -> (own, path)`` estimated seconds: ``own`` is the job's training (the epochs
+    after the run it continues), ``path`` that plus the longest chain of runs that continue it.
+
+    ``path`` is the job's priority: starting the longest chains of work first keeps every core
+    busy to the end (critical-path scheduling), and the head of a chain of continued runs waits
+    for nothing while the whole chain waits for it.
+    """
+    own = {}
+    for setting in settings:
+        start = continued[setting].epochs if setting in continued else 0
+        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start)
+    path = dict(own)
+    # a run's continuations have more epochs: settle the longest first
+    for setting in sorted(own, key=lambda s: s.epochs, reverse=True):
+        if setting in continued:
+            shorter = continued[setting]
+            path[shorter] = max(path[shorter], own[shorter] + path[setting])
+    return {setting: (own[setting], path[setting]) for setting in own}

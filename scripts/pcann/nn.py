@@ -33,7 +33,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.linalg import blas as scipy_blas
 
 #: Learning-rate schedules understood by :func:`learning_rate`.
 LR_SCHEDULES = ("constant", "step", "exponential")
@@ -288,6 +287,9 @@ class _LayerProducts:
         self.U = U
         self.update_buffer = update_buffer  # None: a large layer, updated in place by gemm
         if update_buffer is None:
+            # imported here: SciPy costs a third of a second, and small nets never need it
+            from scipy.linalg import blas as scipy_blas
+
             self.gemm = scipy_blas.get_blas_funcs("gemm", dtype=U.dtype)
 
     def forward(self, a_prev, z):
@@ -518,6 +520,23 @@ class TrainingResult:
     n_epochs_run: int = 0
     n_steps: int = 0
     seconds: float = 0.0
+    #: What a longer run needs to continue this one exactly (see :func:`train_network`): the
+    #: state of the random stream after the last epoch, and the :func:`trajectory_key`.
+    rng_state: tuple | None = None
+    trajectory_key: str | None = None
+
+    def continued(self, eval_every: int) -> "TrainingResult":
+        """The record a longer run starts from when it continues this one: the same history, but
+        without the last row unless ``eval_every`` would have recorded it too."""
+        last = self.n_epochs_run
+        keep = len(self.history["epoch"])
+        if keep and self.history["epoch"][-1] == last and last % eval_every:
+            keep -= 1
+        return TrainingResult(
+            history={key: list(values[:keep]) for key, values in self.history.items()},
+            n_epochs_run=last,
+            n_steps=self.n_steps,
+        )
 
 
 class SGDTrainer:
@@ -605,15 +624,27 @@ class SGDTrainer:
                 op()
 
     def train(
-        self, X, y, X_val=None, y_val=None, *, epochs: int, rng, lr_at_epoch, eval_every: int = 1
+        self,
+        X,
+        y,
+        X_val=None,
+        y_val=None,
+        *,
+        epochs: int,
+        rng,
+        lr_at_epoch,
+        eval_every: int = 1,
+        start: TrainingResult | None = None,
     ) -> TrainingResult:
-        """Run ``epochs`` passes of SGD; each shuffles the data with ``rng.permutation(m)``.
+        """Run SGD up to epoch ``epochs``; each epoch shuffles the data with ``rng.permutation(m)``.
 
         ``lr_at_epoch(epoch)`` gives each epoch's learning rate (epochs count from 1). Loss and
         accuracy are recorded every ``eval_every`` epochs and at the last. The run stops at the
         first sign of divergence: an operation that makes a NaN (see ``TRAINING_ERRSTATE``),
         non-finite weights after an epoch, or a recorded training loss above
-        ``DIVERGENCE_FACTOR`` times that of a uniform guess.
+        ``DIVERGENCE_FACTOR`` times that of a uniform guess. ``start``, the record of epochs
+        already run (:meth:`TrainingResult.continued`), continues a run after its last epoch; the
+        trainer's weights and ``rng`` must then be where that run left them.
         """
         dt, m = self.dtype, X.shape[1]
         batches = _ShuffledBatches(X, y, self.n_classes, self.batch_size, dt)
@@ -626,7 +657,7 @@ class SGDTrainer:
             X, y = np.concatenate([X, X_val], axis=1), np.concatenate([y, y_val])
         scorer = _Scorer(self.products, X, y, m, dt, self.exp)
         loss_limit = DIVERGENCE_FACTOR * math.log(self.n_classes)
-        result = TrainingResult()
+        result = TrainingResult() if start is None else start
 
         def record(epoch, lr):
             values = (epoch, lr, *scorer.score())
@@ -634,11 +665,11 @@ class SGDTrainer:
                 result.history[key].append(value)
             return values[2]
 
-        start = time.perf_counter()
-        epoch, lr = 0, math.nan
+        started = time.perf_counter()
+        epoch, lr = result.n_epochs_run, math.nan
         try:
             with np.errstate(**TRAINING_ERRSTATE):
-                for epoch in range(1, epochs + 1):
+                for epoch in range(result.n_epochs_run + 1, epochs + 1):
                     lr = float(lr_at_epoch(epoch))
                     batches.shuffle(rng.permutation(m), lr)
                     for output in outputs:
@@ -657,7 +688,7 @@ class SGDTrainer:
             result.diverged = True
             with np.errstate(all="ignore"):
                 record(epoch, lr)
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.perf_counter() - started
         result.n_epochs_run = epoch
         result.diverged_epoch = epoch if result.diverged else None
         return result
@@ -772,22 +803,32 @@ class FittedNetwork:
     biases: list[np.ndarray]
     result: TrainingResult
 
-    def logits(self, X: np.ndarray) -> np.ndarray:
-        """``(n_classes, m)`` logits of samples-as-rows ``X``, computed in float64."""
-        X = np.asarray(X, dtype=np.float64)
-        return logits(self.weights, [b.reshape(-1, 1) for b in self.biases], X.T)
+    def logits(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """``(n_classes, m)`` logits of samples-as-rows ``X``, computed in ``dtype``."""
+        weights = [np.asarray(W, dtype=dtype) for W in self.weights]
+        biases = [np.asarray(b, dtype=dtype).reshape(-1, 1) for b in self.biases]
+        return logits(weights, biases, np.asarray(X, dtype=dtype).T)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """The most probable class index of each row of ``X``."""
-        return np.argmax(self.logits(X), axis=0)
+    def predict(self, X: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """The most probable class index of each row of ``X``; float32 (``dtype``) is twice as
+        fast, for pictures, where a point on a class boundary may fall either way."""
+        return np.argmax(self.logits(X, dtype), axis=0)
 
 
-def train_network(X, y, n_classes: int, X_val=None, y_val=None, **params) -> FittedNetwork:
+def train_network(
+    X, y, n_classes: int, X_val=None, y_val=None, *, continue_from=None, **params
+) -> FittedNetwork:
     """Fit the network on samples-as-rows ``X`` (finite floats) and class indices ``y`` in
     ``range(n_classes)``; ``(X_val, y_val)``, if given, is scored alongside in the history.
 
     The recipe of the study: ``np.random.RandomState(seed)`` draws the initial weights, then the
     permutation of every epoch. ``params`` are checked by :func:`check_params`.
+
+    ``continue_from``, a :class:`FittedNetwork` of the same parameters and data that ran fewer
+    epochs, is continued from its last epoch instead of starting over: its weights and random
+    stream are exactly where a run from the start would be after that epoch, so the result is
+    bit-identical to one (tested) at a fraction of the cost. :func:`continuation_problem` says
+    whether a network can be continued; a ``ValueError`` names the reason when it cannot.
     """
     p = check_params(**params)
     X = np.asarray(X, dtype=np.float64)
@@ -796,21 +837,73 @@ def train_network(X, y, n_classes: int, X_val=None, y_val=None, **params) -> Fit
             f"batch_size={p['batch_size']} is larger than the number of training samples "
             f"(n_samples = {X.shape[0]}); use a batch_size of at most {X.shape[0]}"
         )
+    X_val = None if X_val is None else np.asarray(X_val, dtype=np.float64)
+    key = trajectory_key(p, n_classes, X, y, X_val, y_val)
     rng = np.random.RandomState(p["seed"])
     weights, biases = init_parameters(layer_sizes(X.shape[1], p["hidden"], n_classes), rng)
+    start = None
+    if continue_from is not None:
+        problem = continuation_problem(continue_from, key, p["epochs"])
+        if problem:
+            raise ValueError(f"cannot continue the given network: {problem}")
+        weights, biases = continue_from.weights, continue_from.biases
+        rng.set_state(continue_from.result.rng_state)
+        start = continue_from.result.continued(p["eval_every"])
     trainer = SGDTrainer(weights, biases, p["batch_size"], p["dtype"], p["exp_backend"])
     result = trainer.train(
         X.T,
         np.asarray(y),
-        None if X_val is None else np.asarray(X_val, dtype=np.float64).T,
+        None if X_val is None else X_val.T,
         None if y_val is None else np.asarray(y_val),
         epochs=p["epochs"],
         rng=rng,
         lr_at_epoch=schedule_of(p),
         eval_every=p["eval_every"],
+        start=start,
     )
+    result.rng_state = rng.get_state()
+    result.trajectory_key = key
     weights, biases = trainer.parameters(dtype=np.float64)
     return FittedNetwork(weights, biases, result)
+
+
+def trajectory_key(params: dict, n_classes: int, X, y, X_val=None, y_val=None) -> str:
+    """Fingerprint of everything but the number of epochs that decides a run's weights and
+    history: the checked parameters, the data, and the code and libraries that compute them.
+
+    Two runs with the same key follow the same trajectory epoch by epoch, so the longer one can
+    continue the shorter one (see :func:`train_network`). The code is this file's text, so any
+    edit of the trainer makes earlier runs unfit for continuation rather than silently mixed in.
+    """
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    recipe = {key: value for key, value in _jsonable(params).items() if key != "epochs"}
+    versions = {"numpy": np.__version__, "opencv": cv2.__version__, "n_classes": int(n_classes)}
+    digest.update(json.dumps([recipe, versions], sort_keys=True).encode())
+    digest.update(Path(__file__).read_bytes())
+    for array, dtype in ((X, np.float64), (y, np.int64), (X_val, np.float64), (y_val, np.int64)):
+        if array is not None:
+            array = np.ascontiguousarray(array, dtype=dtype)
+            digest.update(repr(array.shape).encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def continuation_problem(network: FittedNetwork, key: str, epochs: int) -> str | None:
+    """Why ``network`` cannot be continued to ``epochs`` epochs by a run whose
+    :func:`trajectory_key` is ``key``; ``None`` when it can."""
+    result = network.result
+    if result.trajectory_key is None or result.rng_state is None:
+        return "it was saved without the state a continuation needs"
+    if result.trajectory_key != key:
+        return "it was trained with other parameters, data or code"
+    if result.diverged:
+        return f"it diverged (epoch {result.diverged_epoch})"
+    if not result.n_epochs_run < epochs:
+        return f"it ran {result.n_epochs_run} epochs, not fewer than {epochs}"
+    return None
 
 
 def accuracy_and_loss(network: FittedNetwork, X, y) -> tuple[float, float]:
@@ -842,6 +935,16 @@ def save_network(path, network: FittedNetwork, *, params: dict, classes, n_featu
         "n_steps": np.array(result.n_steps),
         "fit_seconds": np.array(result.seconds),
     }
+    if result.rng_state is not None:  # what a longer run needs to continue this one
+        name, keys, position, has_gauss, cached_gaussian = result.rng_state
+        arrays.update(
+            rng_keys=np.asarray(keys, dtype=np.uint32),
+            rng_position=np.array(position),
+            rng_has_gauss=np.array(has_gauss),
+            rng_cached_gaussian=np.array(cached_gaussian, dtype=np.float64),
+        )
+    if result.trajectory_key is not None:
+        arrays["trajectory_key"] = np.array(result.trajectory_key)
     for l, (W, b) in enumerate(zip(network.weights, network.biases)):
         arrays[f"W{l + 1}"], arrays[f"b{l + 1}"] = W, b
     for key, values in result.history.items():
@@ -875,6 +978,16 @@ def load_network(path: str | Path) -> tuple[FittedNetwork, dict]:
         n_steps=int(arrays["n_steps"]),
         seconds=float(arrays["fit_seconds"]),
     )
+    if "rng_keys" in arrays:
+        result.rng_state = (
+            "MT19937",
+            arrays["rng_keys"],
+            int(arrays["rng_position"]),
+            int(arrays["rng_has_gauss"]),
+            float(arrays["rng_cached_gaussian"]),
+        )
+    if "trajectory_key" in arrays:
+        result.trajectory_key = str(arrays["trajectory_key"])
     network = FittedNetwork(
         [arrays[f"W{l + 1}"] for l in range(n_layers)],
         [arrays[f"b{l + 1}"] for l in range(n_layers)],

@@ -109,6 +109,10 @@ def curves_figure(history, title: str, data_label: str | None = None, diverged_e
     return fig
 
 
+#: Grid nodes per ``predict`` call of :func:`decision_grid`.
+PREDICT_BLOCK = 8192
+
+
 def decision_grid(predict, points: np.ndarray, resolution: int = 250, eps: float = 0.5):
     """``(xx0, xx1, classes)``: ``predict`` at every node of a ``resolution`` x ``resolution``
     grid over the bounding box of the 2-D ``points``, widened by ``eps`` on every side.
@@ -123,8 +127,13 @@ def decision_grid(predict, points: np.ndarray, resolution: int = 250, eps: float
         np.linspace(points[:, i].min() - eps, points[:, i].max() + eps, resolution) for i in (0, 1)
     ]
     xx0, xx1 = np.meshgrid(*axes)
-    classes = np.asarray(predict(np.c_[xx0.ravel(), xx1.ravel()])).reshape(xx0.shape)
-    return xx0, xx1, classes
+    nodes = np.c_[xx0.ravel(), xx1.ravel()]
+    # in blocks whose hidden activations stay in the CPU cache: several times faster than one
+    # call over the 62,500 nodes of the default grid
+    classes = np.concatenate(
+        [np.asarray(predict(nodes[i : i + PREDICT_BLOCK])) for i in range(0, len(nodes), PREDICT_BLOCK)]
+    )
+    return xx0, xx1, classes.reshape(xx0.shape)
 
 
 def decision_regions_figure(
@@ -143,10 +152,14 @@ def decision_regions_figure(
     xx0, xx1, predicted = decision_grid(predict, points)
     # colours pinned to class indices (vmin/vmax), so a class that wins nowhere on the grid does
     # not shift the colours of the others
-    ax.pcolormesh(
-        xx0, xx1, predicted, cmap=ListedColormap([class_style(i)["color"] for i in range(len(classes))]),
-        vmin=-0.5, vmax=len(classes) - 0.5, alpha=0.3, shading="auto",
-        rasterized=True,  # a 250 x 250 mesh as vector quads would make a 10+ MB SVG
+    # one cell per grid node, as pcolormesh would draw it, but as an image: a 250 x 250 mesh
+    # of quads takes seconds to draw and to place the legend around
+    half_x, half_y = (xx0[0, 1] - xx0[0, 0]) / 2, (xx1[1, 0] - xx1[0, 0]) / 2
+    ax.imshow(
+        predicted, origin="lower", aspect="auto", interpolation="nearest", alpha=0.3,
+        extent=(xx0[0, 0] - half_x, xx0[0, -1] + half_x, xx1[0, 0] - half_y, xx1[-1, 0] + half_y),
+        cmap=ListedColormap([class_style(i)["color"] for i in range(len(classes))]),
+        vmin=-0.5, vmax=len(classes) - 0.5,
     )
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")

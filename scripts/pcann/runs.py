@@ -17,7 +17,16 @@ import numpy as np
 from .features import Features
 from .grid import Setting
 from .io import save_columns_csv, save_json
-from .nn import FittedNetwork, accuracy_and_loss, save_network, train_network
+from .nn import (
+    FittedNetwork,
+    accuracy_and_loss,
+    check_params,
+    continuation_problem,
+    load_network,
+    save_network,
+    train_network,
+    trajectory_key,
+)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
@@ -60,8 +69,24 @@ class TrainedRun:
     timing: dict
 
 
-def train_run(setting: Setting, features: Features, training: dict) -> TrainedRun:
-    """Fit one setting on the features and measure it."""
+def continuable_run(path, setting: Setting, features: Features, training: dict):
+    """``(network, None)`` when the run saved at ``path`` (a ``weights.npz``) can be continued
+    to ``setting``, else ``(None, why not)``."""
+    network, _ = load_network(path)
+    params = check_params(**network_params(setting, training))
+    key = trajectory_key(
+        params, len(features.classes), features.X_train, features.y_train,
+        features.X_val, features.y_val,
+    )
+    problem = continuation_problem(network, key, setting.epochs)
+    return (None, problem) if problem else (network, None)
+
+
+def train_run(
+    setting: Setting, features: Features, training: dict, continue_from: FittedNetwork | None = None
+) -> TrainedRun:
+    """Fit one setting on the features and measure it; ``continue_from`` (see
+    :func:`continuable_run`) is a shorter run of the same setting to continue."""
     params = network_params(setting, training)
     started = time.perf_counter()
     network = train_network(
@@ -70,6 +95,7 @@ def train_run(setting: Setting, features: Features, training: dict) -> TrainedRu
         len(features.classes),
         features.X_val,
         features.y_val,
+        continue_from=continue_from,
         **params,
     )
     seconds = time.perf_counter() - started
@@ -92,11 +118,15 @@ def train_run(setting: Setting, features: Features, training: dict) -> TrainedRu
         accuracy, loss = evaluate(network, getattr(features, f"X_{part}"), getattr(features, f"y_{part}"))
         metrics[f"{part}_accuracy"] = accuracy
         metrics[f"{part}_loss"] = loss
-    steps_per_second = result.n_steps / result.seconds if result.seconds > 0 else math.nan
+    # this job's own work: a continued run only trained the epochs after the one it continued
+    first_epoch = continue_from.result.n_epochs_run + 1 if continue_from is not None else 1
+    steps_run = result.n_steps - (continue_from.result.n_steps if continue_from is not None else 0)
+    steps_per_second = steps_run / result.seconds if result.seconds > 0 else math.nan
     timing = {
         "seconds": round(seconds, 4),
         "fit_seconds": round(float(result.seconds), 4),
         "steps_per_second": round(float(steps_per_second), 1),
+        "first_epoch": first_epoch,
     }
     return TrainedRun(
         network, params, len(features.classes), features.X_train.shape[1], metrics, history, timing
