@@ -221,6 +221,7 @@ def main(argv=None) -> None:
         for _ in range(args.repeats):
             # the machine's speed drifts: each round measures its own peak, just before training
             measured = {"peak": measure_matmul_peak(repeats=2)}
+            print(f"  round {len(rounds) + 1}: matmul peak {measured['peak']:.1f} GFLOP/s", flush=True)
             for trainer, run in trainers.items():
                 elapsed, val_accuracy = run(f, hidden, lr, args.epochs)
                 measured[trainer] = elapsed * scale

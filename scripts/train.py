@@ -26,7 +26,10 @@ def main(smk):
                 "continuing %s after its epoch %d (the result is the same as from epoch 1)",
                 shorter_run, continue_from.result.n_epochs_run,
             )
-    logger.info("training %s on %d samples", setting.run_id, len(features.y_train))
+    logger.info(
+        "training %s/pca%d/%s on %d samples",
+        setting.protocol, setting.n_components, setting.run_id, len(features.y_train),
+    )
     run = train_run(setting, features, smk.params.training, continue_from)
     metrics, timing = run.metrics, run.timing
     if metrics["diverged"]:

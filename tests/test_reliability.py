@@ -581,7 +581,8 @@ class KillStudy:
 
         def running():
             # the log is rewritten when the job starts; its "training" line follows data loading
-            fresh = log.exists() and log.stat().st_mtime > since and "training hidden=" in log.read_text()
+            fresh = log.exists() and log.stat().st_mtime > since
+            fresh = fresh and "training study/pca2/hidden=" in log.read_text()
             return fresh and _training_process(self.workdir)
 
         return wait_for(running, timeout, f"the training job writing {log}")

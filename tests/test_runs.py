@@ -13,7 +13,7 @@ from pcann.estimator import MLPClassifier
 from pcann.features import Features
 from pcann.grid import Setting
 from pcann.io import load_columns_csv, save_columns_csv, save_csv
-from pcann.runs import HISTORY_COLUMNS, save_run, train_run
+from pcann.runs import HISTORY_COLUMNS, continuable_run, save_run, train_run
 
 TRAINING = {"lr_schedule": "constant", "lr_decay_rate": 0.5, "lr_decay_every": 100,
             "eval_every": 1, "dtype": "float32", "exp_backend": "opencv"}
@@ -83,3 +83,27 @@ def test_columns_csv_reads_back(tmp_path):
     assert list(read) == ["epoch", "loss"]
     np.testing.assert_array_equal(read["epoch"], [1, 2])
     np.testing.assert_array_equal(read["loss"], [0.25, np.nan])
+
+
+def test_a_shorter_run_is_continued_only_when_it_matches(tmp_path):
+    features = blob_features()
+    shorter = Setting(protocol="study", n_components=2, hidden=(8,), epochs=6, lr=0.1, batch_size=16, seed=1)
+    longer = Setting(**{**shorter.as_record(), "hidden": (8,), "epochs": 15})
+    outputs = {name: tmp_path / f"{name}.{ext}" for name, ext in
+               [("history", "csv"), ("weights", "npz"), ("timing", "json"), ("metrics", "json")]}
+    save_run(outputs, train_run(shorter, features, TRAINING))
+
+    network, problem = continuable_run(outputs["weights"], longer, features, TRAINING)
+    assert problem is None
+    continued = train_run(longer, features, TRAINING, network)
+    from_start = train_run(longer, features, TRAINING)
+    assert continued.metrics == from_start.metrics and continued.history == from_start.history
+    assert continued.timing["first_epoch"] == 7 and from_start.timing["first_epoch"] == 1
+
+    other_lr = Setting(**{**longer.as_record(), "hidden": (8,), "lr": 0.2})
+    assert continuable_run(outputs["weights"], other_lr, features, TRAINING) == (
+        None, "it was trained with other parameters, data or code"
+    )
+    outputs["weights"].write_bytes(outputs["weights"].read_bytes()[:100])  # truncated
+    network, problem = continuable_run(outputs["weights"], longer, features, TRAINING)
+    assert network is None and problem.startswith("it cannot be read (")

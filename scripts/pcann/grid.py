@@ -280,8 +280,8 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
     after it, so a 4000-epoch run can start where the 2000-epoch run ended and give the same
     result (see :func:`pcann.nn.train_network`); an epochs sweep then costs its longest run
     instead of the sum of all. ``epochs_values`` are the sweeps' values (:func:`swept_epochs`),
-    not every run's: changing a baseline's epochs then changes which run no *other* run
-    continues, so it re-runs exactly the runs with the new value.
+    not every run's: a baseline's epochs are then continued by no run, and changing them
+    re-runs exactly the runs with the new value.
     """
     settings = list(settings)
     anchors = set(epochs_values)

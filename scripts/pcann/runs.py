@@ -2,6 +2,8 @@
 
 ``metrics.json`` holds the setting and its results and is byte-reproducible (same config, same
 numbers, whatever the machine load); wall-clock measurements go to ``timing.json`` beside it.
+A run may continue a shorter run of the same setting (:func:`continuable_run`): its files are
+then the same as from epoch 1, only ``timing.json`` tells the difference.
 A training job imports only numpy-based code from here (no scikit-learn, no pandas), so that it
 starts in well under a second: large grids run thousands of these jobs.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +75,10 @@ class TrainedRun:
 def continuable_run(path, setting: Setting, features: Features, training: dict):
     """``(network, None)`` when the run saved at ``path`` (a ``weights.npz``) can be continued
     to ``setting``, else ``(None, why not)``."""
-    network, _ = load_network(path)
+    try:
+        network, _ = load_network(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # unreadable
+        return None, f"it cannot be read ({exc})"
     params = check_params(**network_params(setting, training))
     key = trajectory_key(
         params, len(features.classes), features.X_train, features.y_train,
