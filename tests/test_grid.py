@@ -242,6 +242,16 @@ def test_changing_a_baseline_value_retrains_exactly_the_runs_containing_it(finis
 
 
 @pytest.mark.workflow
+def test_adding_an_epochs_value_trains_it_and_the_runs_that_now_continue_it(finished_study):
+    workdir, config = finished_study
+    # the tiny study's two-layer epochs sweep is [10] around a baseline of 20 epochs
+    edited = _edited_config(config, lambda c: c["networks"]["two_layer"]["sweep"]["epochs"].append(15))
+    jobs, output = dry_run(workdir, edited)
+    assert jobs["train"] == 2, output[-3000:]  # the 15-epoch run, and the 20-epoch run continuing it
+    assert set(jobs) - {"train"} <= AGGREGATION
+
+
+@pytest.mark.workflow
 def test_editing_a_plotting_script_retrains_nothing(finished_study):
     workdir, config = finished_study
     script = workdir / "scripts" / "plot_run.py"
