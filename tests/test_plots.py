@@ -46,3 +46,17 @@ def test_colours_stay_with_their_class_when_a_class_wins_nowhere(fitted):
 def test_regions_need_two_features():
     with pytest.raises(ValueError, match="2-D points.*shape \\(4, 3\\)"):
         decision_grid(lambda p: np.zeros(len(p)), np.zeros((4, 3)))
+
+
+def test_regions_image_puts_each_prediction_at_its_grid_node(fitted):
+    X, y, _, _ = fitted
+    left_bottom_is_0 = lambda p: np.where((p[:, 0] < 0) & (p[:, 1] < 0), 0, 1)  # noqa: E731
+    fig = decision_regions_figure(left_bottom_is_0, X, y, ("a", "b", "c"), "title")
+    regions = fig.axes[0].images[0]
+    xx0, xx1, predicted = decision_grid(left_bottom_is_0, X)
+    np.testing.assert_array_equal(regions.get_array(), predicted)
+    assert regions.origin == "lower"  # row 0 of the grid (smallest PC2) at the bottom
+    left, right, bottom, top = regions.get_extent()
+    assert left < xx0.min() < xx0.max() < right and bottom < xx1.min() < xx1.max() < top
+    # one cell per node: the extent is the node range widened by half a cell on each side
+    assert right - left == pytest.approx((xx0.max() - xx0.min()) * xx0.shape[1] / (xx0.shape[1] - 1))
