@@ -169,7 +169,8 @@ def main(argv=None) -> None:
         help=f"comma-separated hidden sizes among {', '.join(SETTINGS)}",
     )
     parser.add_argument(
-        "--repeats", type=int, default=1, help="rounds (peak, then each trainer once); ratios: median over rounds"
+        "--repeats", type=int, default=1,
+        help="rounds (the peak, then each trainer once); ratios: median over the rounds",
     )
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the straightforward reference"

@@ -375,10 +375,12 @@ def test_a_run_that_cannot_be_continued_says_why(tmp_path):
         continue_to(epochs=5)
     diverged = nn.train_network(X[:200], y[:200], 3, epochs=5, hidden=(8,), lr=1e4)
     assert diverged.result.diverged
-    key = nn.trajectory_key(nn.check_params(hidden=(8,), lr=1e4, epochs=9), 3, X[:200], y[:200])
-    assert nn.continuation_problem(diverged, key, 9).startswith("it diverged (epoch")
+    same_run = {"hidden": (8,), "lr": 1e4, "epochs": 9}
+    problem = nn.continuation_problem(diverged, 3, X[:200], y[:200], **same_run)
+    assert problem.startswith("it diverged (epoch")
     estimator_network = MLPClassifier(hidden=[8], epochs=5, lr=0.05).fit(X, y)._network()
-    assert "saved without the state" in nn.continuation_problem(estimator_network, key, 9)
+    problem = nn.continuation_problem(estimator_network, 3, X[:200], y[:200], **same_run)
+    assert "saved without the state" in problem
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -843,7 +843,7 @@ def train_network(
     weights, biases = init_parameters(layer_sizes(X.shape[1], p["hidden"], n_classes), rng)
     start = None
     if continue_from is not None:
-        problem = continuation_problem(continue_from, key, p["epochs"])
+        problem = _continuation_problem(continue_from, key, p["epochs"])
         if problem:
             raise ValueError(f"cannot continue the given network: {problem}")
         weights, biases = continue_from.weights, continue_from.biases
@@ -882,7 +882,7 @@ def trajectory_key(params: dict, n_classes: int, X, y, X_val=None, y_val=None) -
     recipe = {key: value for key, value in _jsonable(params).items() if key != "epochs"}
     versions = {"numpy": np.__version__, "opencv": cv2.__version__, "n_classes": int(n_classes)}
     digest.update(json.dumps([recipe, versions], sort_keys=True).encode())
-    digest.update(Path(__file__).read_bytes())
+    digest.update(_trainer_code())
     for array, dtype in ((X, np.float64), (y, np.int64), (X_val, np.float64), (y_val, np.int64)):
         if array is not None:
             array = np.ascontiguousarray(array, dtype=dtype)
@@ -891,9 +891,24 @@ def trajectory_key(params: dict, n_classes: int, X, y, X_val=None, y_val=None) -
     return digest.hexdigest()
 
 
-def continuation_problem(network: FittedNetwork, key: str, epochs: int) -> str | None:
-    """Why ``network`` cannot be continued to ``epochs`` epochs by a run whose
-    :func:`trajectory_key` is ``key``; ``None`` when it can."""
+@lru_cache(maxsize=None)
+def _trainer_code() -> bytes:
+    """This file's text, read once per process: part of every :func:`trajectory_key`."""
+    return Path(__file__).read_bytes()
+
+
+def continuation_problem(
+    network: FittedNetwork, n_classes: int, X, y, X_val=None, y_val=None, **params
+) -> str | None:
+    """Why :func:`train_network` with these arguments cannot continue ``network``; ``None`` when
+    it can."""
+    p = check_params(**params)
+    return _continuation_problem(
+        network, trajectory_key(p, n_classes, X, y, X_val, y_val), p["epochs"]
+    )
+
+
+def _continuation_problem(network: FittedNetwork, key: str, epochs: int) -> str | None:
     result = network.result
     if result.trajectory_key is None or result.rng_state is None:
         return "it was saved without the state a continuation needs"

@@ -23,12 +23,10 @@ from .io import save_columns_csv, save_json
 from .nn import (
     FittedNetwork,
     accuracy_and_loss,
-    check_params,
     continuation_problem,
     load_network,
     save_network,
     train_network,
-    trajectory_key,
 )
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
@@ -79,12 +77,10 @@ def continuable_run(path, setting: Setting, features: Features, training: dict):
         network, _ = load_network(path)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # unreadable
         return None, f"it cannot be read ({exc})"
-    params = check_params(**network_params(setting, training))
-    key = trajectory_key(
-        params, len(features.classes), features.X_train, features.y_train,
-        features.X_val, features.y_val,
+    problem = continuation_problem(
+        network, len(features.classes), features.X_train, features.y_train,
+        features.X_val, features.y_val, **network_params(setting, training),
     )
-    problem = continuation_problem(network, key, setting.epochs)
     return (None, problem) if problem else (network, None)
 
 
