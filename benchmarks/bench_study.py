@@ -7,12 +7,20 @@ The workflow is copied to a temporary folder and run from nothing with the shipp
 PCA-components sweep switched off, which is the study as the reference ran it. Prints the wall
 time, the number of training jobs, and the sum of their own run times from Snakemake's
 benchmark files (the work the cores shared).
+
+The reference measured in the same run is the machine itself: the matrix products the training
+jobs computed (counted from each run's metrics.json and timing.json, as bench_training.py counts
+them) against the single-core float32 matmul peak, measured just before and just after the study
+in a process with one BLAS thread. Products at the peak on every core would take
+``flops / (cores * peak)``; the wall time is printed as a multiple of that bound, which carries
+over between machines where seconds do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +34,37 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from pcann.workflow_files import copy_workflow  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_training import matmul_flops_per_epoch  # noqa: E402
+
+#: Measures the peak in a fresh process: one BLAS thread, as every training job has.
+PEAK_SCRIPT = "import bench_training; print(bench_training.measure_matmul_peak())"
+ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def matmul_peak() -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT], cwd=HERE, env={**os.environ, **ONE_THREAD},
+        capture_output=True, text=True, check=True,
+    )
+    return float(result.stdout)
+
+
+def training_flops(run_dir: Path) -> float:
+    """Flops of the matrix products of the epochs this job trained (a continued run trains only
+    those after the run it continues), with the evaluations its ``eval_every`` asked for."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    first = json.loads((run_dir / "timing.json").read_text())["first_epoch"]
+    sizes = (metrics["n_components"], *metrics["hidden"], len(metrics["classes"]))
+    n_train, n_eval = metrics["n_train"], metrics["n_train"] + metrics["n_val"]
+    last, every = metrics["epochs_run"], metrics["eval_every"]
+    epochs = range(first, last + 1)
+    n_evaluations = sum(1 for e in epochs if e % every == 0 or e == last)
+    training = matmul_flops_per_epoch(sizes, n_train, 0)
+    evaluation = matmul_flops_per_epoch(sizes, 0, n_eval)
+    return len(epochs) * training + n_evaluations * evaluation
 
 
 def main() -> None:
@@ -43,6 +82,7 @@ def main() -> None:
         config.update(compare_protocols=[], components_sweep=[])
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_workflow(Path(args.keep or tmp), config)
+        peak_before = matmul_peak()
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all"],
@@ -51,10 +91,22 @@ def main() -> None:
         wall = time.perf_counter() - started
         if result.returncode != 0:
             sys.exit(f"the study failed:\n{result.stderr[-5000:]}")
+        peak = max(peak_before, matmul_peak())  # the faster moment: a conservative bound
         benchmarks = list((work / "results" / "runs").rglob("train.benchmark.tsv"))
         job_seconds = sum(float(next(csv.DictReader(open(p), delimiter="\t"))["s"]) for p in benchmarks)
+        flops = sum(training_flops(p.parent) for p in benchmarks)
+        bound = flops / (args.cores * peak * 1e9)
         print(f"study on {args.data_dir} with --cores {args.cores}: {wall:.1f} s wall")
         print(f"training jobs: {len(benchmarks)}, their summed run time: {job_seconds:.1f} s")
+        print(
+            f"their matrix products: {flops / 1e12:.2f} TFLOP, run at {flops / job_seconds / 1e9:.1f} "
+            f"GFLOP/s per job = {100 * flops / job_seconds / 1e9 / peak:.0f}% of the single-core "
+            f"float32 matmul peak ({peak_before:.1f} GFLOP/s before the study, {peak:.1f} best)"
+        )
+        print(
+            f"the products at that peak on {args.cores} cores: {bound:.0f} s; "
+            f"wall time / that bound: {wall / bound:.2f}"
+        )
         print(f"headline table:\n{(work / 'results' / 'tables' / 'headline.md').read_text()}")
 
 

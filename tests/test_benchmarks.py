@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -37,3 +38,25 @@ def test_planning_benchmark_plans_a_grid_and_the_bare_reference():
     # settings, per-run figure jobs, jobs, our seconds, bare seconds, ratio
     assert row[:2] == ["5", "5"] and int(row[2]) > 10, out
     assert float(row[3]) > 0 and float(row[4]) > 0
+
+
+def test_study_benchmark_counts_the_products_of_the_epochs_each_job_trained(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_study
+
+    def run(name, first_epoch, epochs_run, eval_every):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        metrics = {
+            "n_components": 2, "hidden": [4], "classes": ["a", "b", "c"], "n_train": 10,
+            "n_val": 5, "epochs_run": epochs_run, "eval_every": eval_every,
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        (run_dir / "timing.json").write_text(json.dumps({"first_epoch": first_epoch}))
+        return run_dir
+
+    # 2 -> 4 -> 3 with biases: 12 and 15 weights; a sample costs 2 * 27 flops forward and
+    # 3 * 2 * 27 - 2 * 12 = 138 in training (no gradient for the input); 15 samples are evaluated
+    assert bench_study.training_flops(run("fresh", 1, 3, 1)) == 3 * 10 * 138 + 3 * 15 * 54
+    # continued after epoch 2: epochs 3, 4, 5 trained; evaluated at 4 (every 2nd) and 5 (last)
+    assert bench_study.training_flops(run("continued", 3, 5, 2)) == 3 * 10 * 138 + 2 * 15 * 54
