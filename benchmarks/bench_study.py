@@ -33,10 +33,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+from pcann.io import load_columns_csv  # noqa: E402
 from pcann.workflow_files import copy_workflow  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 from bench_training import matmul_flops_per_epoch  # noqa: E402
 
 #: Measures the peak in a fresh process: one BLAS thread, as every training job has.
@@ -46,7 +47,7 @@ ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", 
 
 def matmul_peak() -> float:
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT], cwd=HERE, env={**os.environ, **ONE_THREAD},
+        [sys.executable, "-c", PEAK_SCRIPT], cwd=BENCHMARKS, env={**os.environ, **ONE_THREAD},
         capture_output=True, text=True, check=True,
     )
     return float(result.stdout)
@@ -54,17 +55,18 @@ def matmul_peak() -> float:
 
 def training_flops(run_dir: Path) -> float:
     """Flops of the matrix products of the epochs this job trained (a continued run trains only
-    those after the run it continues), with the evaluations its ``eval_every`` asked for."""
+    those after the run it continues) and of its evaluations: the rows of its history from
+    those epochs."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     first = json.loads((run_dir / "timing.json").read_text())["first_epoch"]
+    recorded = load_columns_csv(run_dir / "history.csv")["epoch"]
     sizes = (metrics["n_components"], *metrics["hidden"], len(metrics["classes"]))
     n_train, n_eval = metrics["n_train"], metrics["n_train"] + metrics["n_val"]
-    last, every = metrics["epochs_run"], metrics["eval_every"]
-    epochs = range(first, last + 1)
-    n_evaluations = sum(1 for e in epochs if e % every == 0 or e == last)
+    n_epochs = metrics["epochs_run"] - first + 1
+    n_evaluations = sum(1 for epoch in recorded if epoch >= first)
     training = matmul_flops_per_epoch(sizes, n_train, 0)
     evaluation = matmul_flops_per_epoch(sizes, 0, n_eval)
-    return len(epochs) * training + n_evaluations * evaluation
+    return n_epochs * training + n_evaluations * evaluation
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from pcann.io import save_columns_csv
 
 
 def run_benchmark(name: str, *args: str, timeout: int = 600) -> str:
@@ -44,19 +45,21 @@ def test_study_benchmark_counts_the_products_of_the_epochs_each_job_trained(tmp_
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import bench_study
 
-    def run(name, first_epoch, epochs_run, eval_every):
+    def run(name, first_epoch, epochs_run, recorded_epochs):
         run_dir = tmp_path / name
         run_dir.mkdir()
         metrics = {
             "n_components": 2, "hidden": [4], "classes": ["a", "b", "c"], "n_train": 10,
-            "n_val": 5, "epochs_run": epochs_run, "eval_every": eval_every,
+            "n_val": 5, "epochs_run": epochs_run,
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         (run_dir / "timing.json").write_text(json.dumps({"first_epoch": first_epoch}))
+        save_columns_csv(run_dir / "history.csv", {"epoch": recorded_epochs})
         return run_dir
 
     # 2 -> 4 -> 3 with biases: 12 and 15 weights; a sample costs 2 * 27 flops forward and
     # 3 * 2 * 27 - 2 * 12 = 138 in training (no gradient for the input); 15 samples are evaluated
-    assert bench_study.training_flops(run("fresh", 1, 3, 1)) == 3 * 10 * 138 + 3 * 15 * 54
-    # continued after epoch 2: epochs 3, 4, 5 trained; evaluated at 4 (every 2nd) and 5 (last)
-    assert bench_study.training_flops(run("continued", 3, 5, 2)) == 3 * 10 * 138 + 2 * 15 * 54
+    assert bench_study.training_flops(run("fresh", 1, 3, [1, 2, 3])) == 3 * 10 * 138 + 3 * 15 * 54
+    # eval_every 2, continued after epoch 2: epochs 3, 4, 5 trained; the history holds the
+    # shorter run's row of epoch 2, and this job's of 4 (every 2nd) and 5 (the last)
+    assert bench_study.training_flops(run("continued", 3, 5, [2, 4, 5])) == 3 * 10 * 138 + 2 * 15 * 54
