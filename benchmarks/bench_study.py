@@ -74,10 +74,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--with-extras", action="store_true", help="keep protocols and components sweeps")
-    parser.add_argument("--keep", help="run in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--keep", help="run in this new folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     if not args.data_dir:
         sys.exit("set PCANN_FRUITS_DIR or pass --data-dir")
+    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+        # a folder holding an earlier study would time Snakemake finding nothing to do
+        sys.exit(f"--keep {args.keep}: the folder exists and is not empty; name a new folder")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data_dir"] = str(Path(args.data_dir).resolve())
     if not args.with_extras:

@@ -134,3 +134,21 @@ def test_real_data_features(fruits_dir, protocol, record_property):
     record_property("explained_variance_ratio", ratios.tolist())
     print(f"{protocol}: explained-variance ratios {ratios[0]:.4f} {ratios[1]:.4f}")
     assert 0.05 < ratios[1] < ratios[0] < 0.5
+
+
+@pytest.mark.realdata
+def test_real_data_pca_equals_the_full_svd(fruits_dir):
+    """fit_pca's ARPACK solver gives the full SVD's components on the study's 1470 x 3072 rows."""
+    from sklearn.decomposition import PCA
+
+    from pcann.features import fit_pca, pca_fit_rows, standardise
+
+    train, test = load_dataset(fruits_dir)
+    train_idx, val_idx = split_indices(train.y, 0.2, "study", 10)
+    zscored = standardise(train.X, test.X, train_idx, val_idx, "study")
+    rows = pca_fit_rows(zscored, "study")
+    fast, full = fit_pca(rows, 2), PCA(n_components=10, svd_solver="full").fit(rows)
+    assert fast.get_params()["svd_solver"] == "arpack"
+    np.testing.assert_allclose(fast.explained_variance_ratio_, full.explained_variance_ratio_, rtol=1e-10)
+    for part in ("train", "val", "test"):
+        np.testing.assert_allclose(fast.transform(zscored[part]), full.transform(zscored[part]), atol=1e-9)
