@@ -197,12 +197,20 @@ def shorter_run_input(wildcards):
     return {"shorter_run": ancient(f"{shorter}/weights.npz")} if shorter else {}
 
 
+#: Priority of the aggregation jobs (tables, study figures, summary), above the per-run figure
+#: jobs (0): they start as soon as the last training ends and run beside the remaining figure
+#: jobs, instead of after them at the end of the study, where only one core has work.
+AGGREGATION_PRIORITY = 1
+
+
 def training_priority(wildcards):
     """The longest chain of work first: with more jobs than cores, a long run (or a short run
     that longer runs continue) started last would leave the other cores idle at the end of the
-    study (critical-path scheduling).
+    study (critical-path scheduling). Every training outranks the figure jobs and the
+    aggregation, which waits for all of them: a short run left among the figure jobs would hold
+    the aggregation up until the end.
     """
-    return int(training_estimate(wildcards)[1])
+    return AGGREGATION_PRIORITY + 1 + int(training_estimate(wildcards)[1])
 
 
 def training_runtime_minutes(wildcards):

@@ -8,6 +8,7 @@ rule collect_metrics:
         "results/tables/runs.csv",
     log:
         "results/logs/collect_metrics.log",
+    priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
         "../envs/pcann.yaml"
@@ -36,6 +37,7 @@ rule study_tables:
         ],
     log:
         "results/logs/study_tables.log",
+    priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
         "../envs/pcann.yaml"
@@ -126,6 +128,7 @@ rule study_figures:
         + [f"results/figures/{name}.svg" for name in COMPARISONS],
     log:
         "results/logs/study_figures.log",
+    priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
         "../envs/pcann.yaml"
@@ -151,6 +154,7 @@ rule summary:
         "results/summary.md",
     log:
         "results/logs/summary.log",
+    priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -177,6 +177,24 @@ def test_too_many_components_for_the_data_is_refused():
 
 # --- incremental re-runs ---------------------------------------------------------------------
 
+@pytest.mark.workflow
+def test_trainings_then_aggregation_then_run_figures(tmp_path):
+    """Job priorities as a dry-run prints them: every training first (critical path), then the
+    aggregation, which waits for all of them, beside the remaining per-run figure jobs."""
+    config = tiny_study_config()
+    result = run_snakemake(copy_workflow(tmp_path, config), "--dry-run", "--cores", "1")
+    priorities: dict[str, list[int]] = {}
+    for block in re.split(r"^\[[^\]]+\]$", result.stdout, flags=re.M)[1:]:
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)[1]
+        priority = re.search(r"^\s+priority: (\d+)$", block, re.M)
+        priorities.setdefault(rule, []).append(int(priority[1]) if priority else 0)
+    aggregation = [p for rule in ("collect_metrics", "study_tables", "study_figures", "summary")
+                   for p in priorities[rule]]
+    assert len(priorities["train"]) > 1 and priorities["plot_run"], priorities
+    assert min(priorities["train"]) > max(aggregation)
+    assert min(aggregation) > max(priorities["plot_run"])
+
+
 def planned_jobs(workdir: Path, config: dict) -> Counter:
     """Jobs a dry-run with ``config`` as config.yaml would execute, by rule."""
     return dry_run(workdir, config)[0]
