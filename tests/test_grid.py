@@ -175,8 +175,6 @@ def test_too_many_components_for_the_data_is_refused():
         check_plan_fits_data(settings, shipped_config(), n_train_folder=360, n_features=768)
 
 
-# --- incremental re-runs ---------------------------------------------------------------------
-
 @pytest.mark.workflow
 def test_trainings_then_aggregation_then_run_figures(tmp_path):
     """Job priorities as a dry-run prints them: every training first (critical path), then the
@@ -194,6 +192,8 @@ def test_trainings_then_aggregation_then_run_figures(tmp_path):
     assert min(priorities["train"]) > max(aggregation)
     assert min(aggregation) > max(priorities["plot_run"])
 
+
+# --- incremental re-runs ---------------------------------------------------------------------
 
 def planned_jobs(workdir: Path, config: dict) -> Counter:
     """Jobs a dry-run with ``config`` as config.yaml would execute, by rule."""
