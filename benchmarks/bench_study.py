@@ -10,10 +10,10 @@ benchmark files (the work the cores shared).
 
 The reference measured in the same run is the machine itself: the matrix products the training
 jobs computed (counted from each run's metrics.json, timing.json and history.csv, as
-bench_training.py counts them) against the single-core float32 matmul peak, measured just before and just after the study
-in a process with one BLAS thread. Products at the peak on every core would take
-``flops / (cores * peak)``; the wall time is printed as a multiple of that bound, which carries
-over between machines where seconds do not.
+bench_training.py counts them) against the single-core float32 matmul peak, measured just before
+and just after the study in a process with one BLAS thread. Products at the peak on every core
+would take ``flops / (cores * peak)``; the wall time is printed as a multiple of that bound,
+which carries over between machines where seconds do not.
 """
 
 from __future__ import annotations
