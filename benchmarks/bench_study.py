@@ -78,15 +78,16 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data_dir:
         sys.exit("set PCANN_FRUITS_DIR or pass --data-dir")
-    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+    keep = Path(args.keep) if args.keep else None
+    if keep and keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
         # a folder holding an earlier study would time Snakemake finding nothing to do
-        sys.exit(f"--keep {args.keep}: the folder exists and is not empty; name a new folder")
+        sys.exit(f"--keep {keep}: exists and is not an empty folder; name a new folder")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data_dir"] = str(Path(args.data_dir).resolve())
     if not args.with_extras:
         config.update(compare_protocols=[], components_sweep=[])
     with tempfile.TemporaryDirectory() as tmp:
-        work = copy_workflow(Path(args.keep or tmp), config)
+        work = copy_workflow(keep or Path(tmp), config)
         peak_before = matmul_peak()
         started = time.perf_counter()
         result = subprocess.run(
