@@ -1,10 +1,10 @@
-"""Training speed of pcann.nn against the straightforward reference and PyTorch.
+"""Training speed of pcann's network trainer against the straightforward reference and PyTorch.
 
 Trains the study's networks on the study's data (PCA(2) features of the fruit images, 1176
 training and 294 validation samples, 3 classes; loss and accuracy of both sets after every
 epoch) with
 
-1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.nn``), with OpenCV's
+1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.sgd``), with OpenCV's
    ``exp`` (the default) and with numpy's (``exp_backend="numpy"``),
 2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
 3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 from pcann.data import load_dataset  # noqa: E402
 from pcann.features import build_features  # noqa: E402
 from pcann.estimator import MLPClassifier  # noqa: E402
-from pcann.nn import init_parameters, layer_sizes  # noqa: E402
+from pcann.network import init_parameters, layer_sizes  # noqa: E402
 import reference_study_nn  # noqa: E402
 
 # name: (hidden sizes, learning rate); batch size 16 throughout, as in the study

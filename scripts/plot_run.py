@@ -7,7 +7,7 @@ import numpy as np
 
 from pcann.features import load_features
 from pcann.io import load_columns_csv
-from pcann.nn import load_network
+from pcann.weights_file import load_network
 from pcann.plots import curves_figure, decision_regions_figure, note_figure, save_figure
 from pcann.rule import run_rule
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from pcann.features import load_features
 from pcann.grid import study_plan
-from pcann.nn import load_network
+from pcann.weights_file import load_network
 from pcann.plots import (
     comparison_figure,
     curves_figure,

@@ -1,5 +1,6 @@
-"""Unit tests of pcann.nn: gradients, the fast trainer against the readable network, numerical
-safety, determinism, schedules, validation, saving, and scikit-learn compatibility."""
+"""Unit tests of the network modules (pcann.network, .sgd, .training, .weights_file): gradients,
+the fast trainer against the readable network, numerical safety, determinism, schedules,
+validation, saving, and scikit-learn compatibility."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pcann import nn
+from pcann import network, sgd, training, weights_file
 from pcann.estimator import MLPClassifier
+
+
+def sgd_step(trainer: sgd.SGDTrainer, x, y, lr: float) -> None:
+    """One SGD step of ``trainer`` on the batch ``x`` (``(n_features, B)``) with class indices
+    ``y``, built from the trainer's own parts as :meth:`sgd.SGDTrainer.train` builds each step."""
+    batch = x.shape[1]
+    x = np.vstack([x, np.ones((1, batch))]).astype(trainer.dtype)
+    y_scaled = network.one_hot(y, trainer.n_classes, trainer.dtype) * trainer.dtype.type(lr / batch)
+    buffers = sgd._BatchBuffers(trainer.products, batch, trainer.dtype, trainer.exp)
+    buffers.output.set_learning_rate(lr)
+    with np.errstate(**sgd.TRAINING_ERRSTATE):
+        for op in trainer.tape(buffers, x, y_scaled):
+            op()
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +57,14 @@ def separable_blobs(n_samples=300, std=1.0):
 def readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed):
     """Mini-batch SGD written with the readable network: the specification of the fast trainer."""
     rng = np.random.RandomState(seed)
-    sizes = nn.layer_sizes(X.shape[0], hidden, int(y.max()) + 1)
-    weights, biases = nn.init_parameters(sizes, rng)
+    sizes = network.layer_sizes(X.shape[0], hidden, int(y.max()) + 1)
+    weights, biases = network.init_parameters(sizes, rng)
     m = X.shape[1]
     for epoch in range(epochs):
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start : start + batch_size]
-            _, dWs, dbs = nn.loss_and_gradients(weights, biases, X[:, batch], y[batch])
+            _, dWs, dbs = network.loss_and_gradients(weights, biases, X[:, batch], y[batch])
             weights = [W - lrs[epoch] * dW for W, dW in zip(weights, dWs)]
             biases = [b - lrs[epoch] * db for b, db in zip(biases, dbs)]
     return weights, biases
@@ -65,14 +79,14 @@ def readable_sgd(X, y, hidden, epochs, lrs, batch_size, seed):
 def test_gradients_match_finite_differences(hidden):
     X, y = random_problem(m=11)
     rng = np.random.RandomState(1)
-    sizes = nn.layer_sizes(X.shape[0], hidden, 3)
+    sizes = network.layer_sizes(X.shape[0], hidden, 3)
     # larger than the study's 0.01 so that every layer's gradient is far from zero
     weights = [rng.randn(n_out, n_in) * 0.7 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     biases = [rng.randn(n_out, 1) * 0.3 for n_out in sizes[1:]]
-    _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
+    _, dWs, dbs = network.loss_and_gradients(weights, biases, X, y)
 
     def loss():
-        return nn.loss_and_gradients(weights, biases, X, y)[0]
+        return network.loss_and_gradients(weights, biases, X, y)[0]
 
     analytic, numeric = [], []
     eps = 1e-6
@@ -100,21 +114,21 @@ def test_gradients_match_finite_differences(hidden):
 )
 @pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6)])
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 2e-5)])
-@pytest.mark.parametrize("exp_backend", nn.EXP_BACKENDS)
+@pytest.mark.parametrize("exp_backend", training.OPTIONS_BY_NAME["exp_backend"].choices)
 def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, tolerance, exp_backend):
     """One step of the trainer is W <- W - lr * dW with the readable network's gradients."""
     X, y = random_problem(m=batch, n_classes=n_classes)
     rng = np.random.RandomState(2)
-    sizes = nn.layer_sizes(X.shape[0], hidden, n_classes)
+    sizes = network.layer_sizes(X.shape[0], hidden, n_classes)
     weights = [rng.randn(n_out, n_in) * 0.5 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     biases = [rng.randn(n_out, 1) * 0.5 for n_out in sizes[1:]]
     if hidden == [96, 90]:  # the middle layer is large enough for the direct-BLAS route
-        assert 90 * 97 >= nn.GEMM_MIN_WEIGHTS
+        assert 90 * 97 >= sgd.GEMM_MIN_WEIGHTS
     lr = 0.3
-    trainer = nn.SGDTrainer(weights, biases, batch, dtype, exp_backend)
-    trainer.step(X, y, lr)
+    trainer = sgd.SGDTrainer(weights, biases, batch, dtype, exp_backend)
+    sgd_step(trainer, X, y, lr)
 
-    _, dWs, dbs = nn.loss_and_gradients(weights, biases, X, y)
+    _, dWs, dbs = network.loss_and_gradients(weights, biases, X, y)
     new_weights, new_biases = trainer.parameters(dtype=np.float64)
     for W, dW, W_new in zip(weights, dWs, new_weights):
         np.testing.assert_allclose(W_new, W - lr * dW, rtol=tolerance, atol=tolerance)
@@ -209,7 +223,7 @@ def test_different_seed_differs():
 def test_initial_weights_follow_the_study():
     """W_l = randn(n_out, n_in) * 0.01 from RandomState(seed), drawn layer by layer."""
     rng = np.random.RandomState(1)
-    weights, biases = nn.init_parameters([2, 256, 512, 3], rng)
+    weights, biases = network.init_parameters([2, 256, 512, 3], rng)
     expected = np.random.RandomState(1)
     for W, shape in zip(weights, [(256, 2), (512, 256), (3, 512)]):
         assert np.array_equal(W, expected.randn(*shape) * 0.01)
@@ -222,15 +236,15 @@ def test_initial_weights_follow_the_study():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stable_pieces_on_extreme_inputs(dtype):
     z = np.array([-1e30, -1e6, -100.0, 0.0, 100.0, 1e6, 1e30], dtype=dtype)
-    s = nn.sigmoid(z)
+    s = network.sigmoid(z)
     assert s.dtype == dtype and np.all(np.isfinite(s))
     tiny = np.finfo(dtype).tiny  # the smallest normal number: anything below is 0 for all purposes
     assert 0 <= s[0] < tiny and 0 <= s[1] < tiny and s[3] == 0.5 and s[-1] == 1 and s[-2] == 1
     assert s[2] == pytest.approx(math.exp(-100), rel=1e-5) if dtype == np.float64 else s[2] < tiny
     logits = np.array([[1e30, -1e30], [-1e30, 1e30], [0.0, 0.0]], dtype=dtype)
-    assert np.all(np.isfinite(nn.log_softmax(logits)))
-    np.testing.assert_allclose(nn.softmax(logits)[:, 0], [1, 0, 0])
-    loss = nn.cross_entropy(logits.astype(np.float64), np.array([2, 0]))
+    assert np.all(np.isfinite(network.log_softmax(logits)))
+    np.testing.assert_allclose(network.softmax(logits)[:, 0], [1, 0, 0])
+    loss = network.cross_entropy(logits.astype(np.float64), np.array([2, 0]))
     assert math.isfinite(loss) and loss > 1e29  # confidently wrong: huge but finite
 
 
@@ -255,7 +269,7 @@ def test_absurd_learning_rate_is_recorded_as_divergence(dtype):
     assert model.diverged_epoch_ == 1
     assert model.n_epochs_run_ == 1
     assert model.history_["epoch"] == [1]
-    assert model.history_["train_loss"][-1] > nn.DIVERGENCE_FACTOR * math.log(3)
+    assert model.history_["train_loss"][-1] > sgd.DIVERGENCE_FACTOR * math.log(3)
 
 
 def test_nan_in_training_stops_the_run_at_once():
@@ -263,7 +277,7 @@ def test_nan_in_training_stops_the_run_at_once():
     rng = np.random.RandomState(0)
     X, y = rng.randn(2, 40), rng.randint(0, 3, 40)
     weights, biases = [np.ones((4, 2)), np.full((3, 4), 3e38)], [np.zeros(4), np.zeros(3)]
-    trainer = nn.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
+    trainer = sgd.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
     result = trainer.train(X, y, epochs=5, rng=rng, lr_at_epoch=lambda epoch: 0.1)
     assert result.diverged and result.diverged_epoch == 1
     assert result.n_steps == 0  # stopped inside the first step
@@ -276,7 +290,7 @@ def test_saturated_sigmoids_are_not_divergence():
     rng = np.random.RandomState(0)
     X, y = rng.randn(2, 40) * 1e10, rng.randint(0, 3, 40)
     weights, biases = [np.full((4, 2), 1e30), np.ones((3, 4))], [np.zeros(4), np.zeros(3)]
-    trainer = nn.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
+    trainer = sgd.SGDTrainer(weights, biases, batch_size=8, dtype="float32")
     result = trainer.train(X, y, epochs=5, rng=rng, lr_at_epoch=lambda epoch: 0.1)
     assert not result.diverged and result.n_epochs_run == 5
     assert all(math.isfinite(loss) for loss in result.history["train_loss"])
@@ -294,7 +308,7 @@ def test_saturated_sigmoids_are_not_divergence():
     ],
 )
 def test_learning_rate_schedules(schedule, expected):
-    rates = [nn.learning_rate(schedule, 0.1, 0.5, 2, epoch) for epoch in range(1, 7)]
+    rates = [training.learning_rate(schedule, 0.1, 0.5, 2, epoch) for epoch in range(1, 7)]
     np.testing.assert_allclose(rates, expected, rtol=1e-15)
     X, y = separable_blobs()
     model = MLPClassifier(
@@ -323,12 +337,12 @@ def _blob_run(epochs, tmp_path=None, **params):
     """A network trained on blobs (with a validation set); saved and read back with ``tmp_path``."""
     X, y = separable_blobs(std=3.0)
     params = {"hidden": (8,), "lr": 0.05, "batch_size": 16, **params}
-    network = nn.train_network(X[:200], y[:200], 3, X[200:], y[200:], epochs=epochs, **params)
+    network = training.train_network(X[:200], y[:200], 3, X[200:], y[200:], epochs=epochs, **params)
     if tmp_path is None:
         return network
     path = tmp_path / f"run{epochs}.npz"
-    nn.save_network(path, network, params=params, classes=[0, 1, 2], n_features_in=2)
-    return nn.load_network(path)[0]
+    weights_file.save_network(path, network, params=params, classes=[0, 1, 2], n_features_in=2)
+    return weights_file.load_network(path)[0]
 
 
 @pytest.mark.parametrize(
@@ -345,7 +359,7 @@ def test_continuing_a_shorter_run_gives_the_run_from_the_start_bit_for_bit(tmp_p
     from_start = _blob_run(17, **params)
     shorter = _blob_run(7, tmp_path, **params)  # through the .npz file, as the workflow does
     X, y = separable_blobs(std=3.0)
-    continued = nn.train_network(
+    continued = training.train_network(
         X[:200], y[:200], 3, X[200:], y[200:], epochs=17, continue_from=shorter,
         **{"hidden": (8,), "lr": 0.05, "batch_size": 16, **params},
     )
@@ -362,7 +376,7 @@ def test_a_run_that_cannot_be_continued_says_why(tmp_path):
     base = {"hidden": (8,), "lr": 0.05, "batch_size": 16}
 
     def continue_to(epochs=10, network=shorter, X_train=X[:200], **changes):
-        return nn.train_network(
+        return training.train_network(
             X_train, y[:200], 3, X[200:], y[200:], epochs=epochs, continue_from=network,
             **{**base, **changes},
         )
@@ -373,13 +387,13 @@ def test_a_run_that_cannot_be_continued_says_why(tmp_path):
         continue_to(X_train=X[:200] + 1e-9)
     with pytest.raises(ValueError, match="ran 5 epochs, not fewer than 5"):
         continue_to(epochs=5)
-    diverged = nn.train_network(X[:200], y[:200], 3, epochs=5, hidden=(8,), lr=1e4)
+    diverged = training.train_network(X[:200], y[:200], 3, epochs=5, hidden=(8,), lr=1e4)
     assert diverged.result.diverged
     same_run = {"hidden": (8,), "lr": 1e4, "epochs": 9}
-    problem = nn.continuation_problem(diverged, 3, X[:200], y[:200], **same_run)
+    problem = training.continuation_problem(diverged, 3, X[:200], y[:200], **same_run)
     assert problem.startswith("it diverged (epoch")
     estimator_network = MLPClassifier(hidden=[8], epochs=5, lr=0.05).fit(X, y)._network()
-    problem = nn.continuation_problem(estimator_network, 3, X[:200], y[:200], **same_run)
+    problem = training.continuation_problem(estimator_network, 3, X[:200], y[:200], **same_run)
     assert "saved without the state" in problem
 
 
@@ -511,11 +525,11 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("backend", nn.EXP_BACKENDS)
+@pytest.mark.parametrize("backend", training.OPTIONS_BY_NAME["exp_backend"].choices)
 def test_exp_backends_are_accurate(backend, dtype):
     """Within 2 ulp of the true exp wherever the result is a normal number; inf beyond, NaN kept."""
-    exp = nn.EXP_FUNCTIONS[backend]
-    limit = nn.exp_limit(dtype)
+    exp = sgd.EXP_FUNCTIONS[backend]
+    limit = network.exp_limit(dtype)
     z = np.linspace(-limit, limit, 400_000).astype(dtype).reshape(400, -1)
     out = np.empty_like(z)
     exp(z, out)
@@ -534,7 +548,7 @@ def test_exp_backends_reach_the_same_model():
     X, y = separable_blobs(std=3.0)
     fits = {
         backend: MLPClassifier(hidden=[16], epochs=40, lr=0.1, exp_backend=backend).fit(X, y, X, y)
-        for backend in nn.EXP_BACKENDS
+        for backend in training.OPTIONS_BY_NAME["exp_backend"].choices
     }
     opencv, numpy_only = fits["opencv"], fits["numpy"]
     np.testing.assert_allclose(opencv.history_["train_loss"], numpy_only.history_["train_loss"], rtol=1e-4)
@@ -545,4 +559,4 @@ def test_exp_backends_reach_the_same_model():
 
 def test_unknown_training_parameter_is_named():
     with pytest.raises(ValueError, match="unknown training parameters.*'momentum'"):
-        nn.check_params(momentum=0.9)
+        training.check_params(momentum=0.9)

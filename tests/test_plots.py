@@ -8,7 +8,7 @@ from sklearn.datasets import make_blobs
 from sklearn.inspection import DecisionBoundaryDisplay
 
 from pcann.estimator import MLPClassifier
-from pcann.nn import load_network
+from pcann.weights_file import load_network
 from pcann.plots import decision_grid, decision_regions_figure
 
 

@@ -13,7 +13,8 @@ from pcann.estimator import MLPClassifier
 from pcann.features import Features
 from pcann.grid import Setting
 from pcann.io import load_columns_csv, save_columns_csv, save_csv
-from pcann.runs import HISTORY_COLUMNS, continuable_run, save_run, train_run
+from pcann.runs import continuable_run, save_run, train_run
+from pcann.sgd import HISTORY_KEYS
 
 TRAINING = {"lr_schedule": "constant", "lr_decay_rate": 0.5, "lr_decay_every": 100,
             "eval_every": 1, "dtype": "float32", "exp_backend": "opencv"}
@@ -52,7 +53,7 @@ def test_a_run_records_what_its_model_predicts(tmp_path):
     metrics = json.loads(outputs["metrics"].read_text())
     history = pd.read_csv(outputs["history"])
     model = MLPClassifier.from_npz(outputs["weights"])
-    assert list(history.columns) == list(HISTORY_COLUMNS) and len(history) == 30
+    assert list(history.columns) == list(HISTORY_KEYS) and len(history) == 30
     assert metrics["epochs_run"] == 30 and not metrics["diverged"]
     assert model.get_params()["hidden"] == (8,) and model.get_params()["exp_backend"] == "opencv"
     for part in ("train", "val", "test"):

@@ -1,8 +1,9 @@
 """The study's multilayer perceptron as a scikit-learn classifier.
 
-A thin wrapper: :mod:`pcann.nn` does the training (numpy only); this module adds scikit-learn's
-input validation, label encoding and API, so that its tools (``cross_val_score``,
-``GridSearchCV``, ``DecisionBoundaryDisplay``, ``check_estimator``) work on the network.
+A thin wrapper: :mod:`pcann.training` does the training (numpy only); this module adds
+scikit-learn's input validation, label encoding and API, so that its tools (``cross_val_score``,
+``GridSearchCV``, ``DecisionBoundaryDisplay``, ``check_estimator``) work on the network. Its
+parameters and their defaults are the training options of :data:`pcann.training.OPTIONS`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from . import nn
+from .network import cross_entropy, log_softmax, softmax
+from .sgd import TrainingResult
+from .training import DEFAULT_PARAMS, FittedNetwork, check_params, schedule_of, train_network
+from .weights_file import load_network, save_network
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -39,8 +43,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     seed : int
         Seed of the initial weights and of the shuffling.
     lr_schedule : {"constant", "step", "exponential"}
-        How the learning rate changes with the epoch; see :func:`pcann.nn.learning_rate`. Not in
-        the study.
+        How the learning rate changes with the epoch; see
+        :func:`pcann.training.learning_rate`. Not in the study.
     lr_decay_rate : float in (0, 1]
         Factor applied to the learning rate every ``lr_decay_every`` epochs.
     lr_decay_every : int
@@ -52,7 +56,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Precision of training. float32 is faster and reaches the same accuracy; predictions are
         always computed in float64.
     exp_backend : {"opencv", "numpy"}
-        Whose ``exp`` the sigmoids use during training (see :data:`pcann.nn.EXP_FUNCTIONS`):
+        Whose ``exp`` the sigmoids use during training (see :data:`pcann.sgd.EXP_FUNCTIONS`):
         OpenCV's is as accurate and several times faster; ``numpy`` keeps training numpy-only.
 
     Attributes
@@ -66,25 +70,25 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, one
         entry per recorded epoch; the validation entries are NaN without a validation set.
     diverged_, diverged_epoch_
-        Whether training stopped early because it diverged (see :meth:`pcann.nn.SGDTrainer.train`),
-        and in which epoch. A diverged model keeps the weights it had when it stopped.
+        Whether training stopped early because it diverged (see
+        :meth:`pcann.sgd.SGDTrainer.train`), and in which epoch. A diverged model keeps the weights it had when it stopped.
     n_epochs_run_, n_steps_, fit_seconds_, steps_per_second_
         How much training ran, and how fast (wall time, evaluations included).
     """
 
     def __init__(
         self,
-        hidden=nn.DEFAULT_PARAMS["hidden"],
-        epochs=nn.DEFAULT_PARAMS["epochs"],
-        lr=nn.DEFAULT_PARAMS["lr"],
-        batch_size=nn.DEFAULT_PARAMS["batch_size"],
-        seed=nn.DEFAULT_PARAMS["seed"],
-        lr_schedule=nn.DEFAULT_PARAMS["lr_schedule"],
-        lr_decay_rate=nn.DEFAULT_PARAMS["lr_decay_rate"],
-        lr_decay_every=nn.DEFAULT_PARAMS["lr_decay_every"],
-        eval_every=nn.DEFAULT_PARAMS["eval_every"],
-        dtype=nn.DEFAULT_PARAMS["dtype"],
-        exp_backend=nn.DEFAULT_PARAMS["exp_backend"],
+        hidden=DEFAULT_PARAMS["hidden"],
+        epochs=DEFAULT_PARAMS["epochs"],
+        lr=DEFAULT_PARAMS["lr"],
+        batch_size=DEFAULT_PARAMS["batch_size"],
+        seed=DEFAULT_PARAMS["seed"],
+        lr_schedule=DEFAULT_PARAMS["lr_schedule"],
+        lr_decay_rate=DEFAULT_PARAMS["lr_decay_rate"],
+        lr_decay_every=DEFAULT_PARAMS["lr_decay_every"],
+        eval_every=DEFAULT_PARAMS["eval_every"],
+        dtype=DEFAULT_PARAMS["dtype"],
+        exp_backend=DEFAULT_PARAMS["exp_backend"],
     ):
         self.hidden = hidden
         self.epochs = epochs
@@ -100,7 +104,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate this estimator uses in ``epoch`` (counted from 1)."""
-        return nn.schedule_of(nn.check_params(**self.get_params()))(epoch)
+        return schedule_of(check_params(**self.get_params()))(epoch)
 
     # -- fitting ------------------------------------------------------------------------------
 
@@ -109,7 +113,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
         Labels may be of any type scikit-learn accepts (strings, integers); at least two classes.
         """
-        params = nn.check_params(**self.get_params())
+        params = check_params(**self.get_params())
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -118,11 +122,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"MLPClassifier needs at least 2 classes to learn; got 1 class ({self.classes_[0]!r})"
             )
         X_val, y_val_index = self._validation_set(X_val, y_val)
-        network = nn.train_network(X, y_index, self.classes_.size, X_val, y_val_index, **params)
+        network = train_network(X, y_index, self.classes_.size, X_val, y_val_index, **params)
         self._set_fitted(network)
         return self
 
-    def _set_fitted(self, network: nn.FittedNetwork) -> None:
+    def _set_fitted(self, network: FittedNetwork) -> None:
         result = network.result
         self.coefs_, self.intercepts_ = network.weights, network.biases
         self.history_ = result.history
@@ -133,9 +137,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = result.seconds
         self.steps_per_second_ = result.n_steps / result.seconds if result.seconds > 0 else math.nan
 
-    def _network(self) -> nn.FittedNetwork:
+    def _network(self) -> FittedNetwork:
         check_is_fitted(self)
-        result = nn.TrainingResult(
+        result = TrainingResult(
             history=self.history_,
             diverged=self.diverged_,
             diverged_epoch=self.diverged_epoch_,
@@ -143,7 +147,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             n_steps=self.n_steps_,
             seconds=self.fit_seconds_,
         )
-        return nn.FittedNetwork(self.coefs_, self.intercepts_, result)
+        return FittedNetwork(self.coefs_, self.intercepts_, result)
 
     def _validation_set(self, X_val, y_val):
         """Validated ``(X_val, class indices)``, or ``(None, None)`` without a validation set."""
@@ -170,10 +174,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, ``(n_samples, n_classes)``, columns in the order of ``classes_``."""
-        return nn.softmax(self._logits(X), axis=0).T
+        return softmax(self._logits(X), axis=0).T
 
     def predict_log_proba(self, X) -> np.ndarray:
-        return nn.log_softmax(self._logits(X), axis=0).T
+        return log_softmax(self._logits(X), axis=0).T
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each sample."""
@@ -187,15 +191,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"y has labels the model was not trained on: {unknown.tolist()}")
-        return nn.cross_entropy(self._logits(X), np.searchsorted(self.classes_, y))
+        return cross_entropy(self._logits(X), np.searchsorted(self.classes_, y))
 
     # -- saving -------------------------------------------------------------------------------
 
     def save_weights(self, path) -> None:
         """Write the fitted model to ``path`` (``.npz``, no pickle), atomically; see
-        :func:`pcann.nn.save_network`. :meth:`from_npz` restores a model that predicts identically."""
+        :func:`pcann.weights_file.save_network`. :meth:`from_npz` restores a model that predicts identically."""
         network = self._network()
-        nn.save_network(
+        save_network(
             path,
             network,
             params=self.get_params(),
@@ -205,8 +209,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_npz(cls, path) -> "MLPClassifier":
-        """A fitted model read back from :meth:`save_weights` or :func:`pcann.nn.save_network`."""
-        network, info = nn.load_network(path)
+        """A fitted model read back from :meth:`save_weights` or :func:`pcann.weights_file.save_network`."""
+        network, info = load_network(path)
         known = cls().get_params()
         model = cls(**{key: value for key, value in info["params"].items() if key in known})
         model.classes_ = info["classes"]

@@ -278,7 +278,7 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
 
     Training is deterministic and epoch ``e`` of a run does not depend on how many epochs come
     after it, so a 4000-epoch run can start where the 2000-epoch run ended and give the same
-    result (see :func:`pcann.nn.train_network`); an epochs sweep then costs its longest run
+    result (see :func:`pcann.training.train_network`); an epochs sweep then costs its longest run
     instead of the sum of all. ``epochs_values`` are the sweeps' values (:func:`swept_epochs`),
     not every run's: a baseline's epochs are then continued by no run, and changing them
     re-runs exactly the runs with the new value.

@@ -143,7 +143,7 @@ def decision_regions_figure(
     """The predicted class over the PCA plane, with the test points (and training points).
 
     ``predict`` maps ``(n, 2)`` features to class indices into ``classes`` (e.g.
-    ``pcann.nn.FittedNetwork.predict``, or the ``predict`` of an estimator fitted on indices).
+    ``pcann.training.FittedNetwork.predict``, or the ``predict`` of an estimator fitted on indices).
     """
     from matplotlib.colors import ListedColormap
 

@@ -20,20 +20,12 @@ import numpy as np
 from .features import Features
 from .grid import Setting
 from .io import save_columns_csv, save_json
-from .nn import (
-    FittedNetwork,
-    accuracy_and_loss,
-    continuation_problem,
-    load_network,
-    save_network,
-    train_network,
-)
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+from .training import FittedNetwork, accuracy_and_loss, continuation_problem, train_network
+from .weights_file import load_network, save_network
 
 
 def network_params(setting: Setting, training: dict) -> dict:
-    """The parameters of :func:`pcann.nn.train_network` for one setting of the study."""
+    """The parameters of :func:`pcann.training.train_network` for one setting of the study."""
     return {
         "hidden": tuple(setting.hidden),
         "epochs": setting.epochs,
@@ -66,7 +58,7 @@ class TrainedRun:
     n_classes: int
     n_features: int
     metrics: dict
-    history: dict  # column -> values, in HISTORY_COLUMNS order
+    history: dict  # column -> values, in the order of history.csv
     timing: dict
 
 
@@ -102,7 +94,6 @@ def train_run(
     )
     seconds = time.perf_counter() - started
     result = network.result
-    history = {column: result.history[column] for column in HISTORY_COLUMNS}
     metrics = {
         **setting.as_record(),
         "n_layers": setting.n_layers,
@@ -131,7 +122,8 @@ def train_run(
         "first_epoch": first_epoch,
     }
     return TrainedRun(
-        network, params, len(features.classes), features.X_train.shape[1], metrics, history, timing
+        network, params, len(features.classes), features.X_train.shape[1], metrics, result.history,
+        timing,
     )
 
 
