@@ -4,7 +4,8 @@
 #   snakemake --cores 4 --config data_dir=PATH         # real data: PATH/Data_train, PATH/Data_test
 #   snakemake --report results/report.html             # the HTML report, after a run
 #
-# This file validates the configuration (rules/common.smk) and includes one file per concern.
+# rules/common.smk reads and checks the configuration and builds the study plan; each other
+# rules file holds one concern.
 
 
 from snakemake.utils import min_version, validate
@@ -25,4 +26,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        study_outputs(),
+        PLAN.outputs(),

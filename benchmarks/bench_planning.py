@@ -24,7 +24,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from pcann.workflow_files import copy_workflow  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+from support import copy_workflow  # noqa: E402
 
 
 def grid_config(n_settings: int, plot_runs: str | None = None) -> dict:

@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from pcann.io import load_columns_csv  # noqa: E402
-from pcann.workflow_files import copy_workflow  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+from support import copy_workflow  # noqa: E402
 
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))

@@ -38,10 +38,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
+sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from pcann.data import load_dataset  # noqa: E402
-from pcann.features import build_features  # noqa: E402
+from support import build_features  # noqa: E402
 from pcann.estimator import MLPClassifier  # noqa: E402
 from pcann.network import init_parameters, layer_sizes  # noqa: E402
 import reference_study_nn  # noqa: E402

@@ -3,7 +3,7 @@
 
 rule collect_metrics:
     input:
-        [f"{s.run_dir}/metrics.json" for s in SETTINGS],
+        PLAN.metrics_files(),
     output:
         "results/tables/runs.csv",
     log:
@@ -24,16 +24,16 @@ rule study_tables:
     input:
         "results/tables/runs.csv",
     output:
-        csv=expand("results/tables/{name}.csv", name=TABLE_NAMES),
-        markdown=expand("results/tables/{name}.md", name=TABLE_NAMES),
+        csv=PLAN.table_files("csv"),
+        markdown=PLAN.table_files("md"),
         html=[
             report(
-                f"results/tables/{name}.html",
+                path,
                 caption="../report/table.rst",
                 category=report_category(name),
                 labels=report_labels(name),
             )
-            for name in TABLE_NAMES
+            for name, path in zip(PLAN.table_names, PLAN.table_files("html"))
         ],
     log:
         "results/logs/study_tables.log",
@@ -46,8 +46,8 @@ rule study_tables:
         mem_mb=1000,
         runtime=10,
     params:
-        study=STUDY_CONFIG,
-        names=TABLE_NAMES,
+        plan=PLAN.records(),
+        names=PLAN.table_names,
     script:
         "../scripts/study_tables.py"
 
@@ -56,76 +56,75 @@ rule study_figures:
     input:
         runs="results/tables/runs.csv",
         lr_histories=[
-            f"{row.setting.run_dir}/history.csv"
-            for row in PLAN
-            if row.study == "sweep" and row.parameter == "lr"
+            path
+            for figure in PLAN.lr_figures().values()
+            for path in figure["histories"].values()
         ],
         headline=[
-            f"{row.setting.run_dir}/{name}"
-            for row in HEADLINE
+            f"{figures.row.setting.run_dir}/{name}"
+            for figures in PLAN.headline_figures()
             for name in ("history.csv", "weights.npz", "metrics.json")
         ],
         features=sorted(
             {
-                f"results/features/{r.setting.protocol}/pca{r.setting.n_components}/features.npz"
-                for r in HEADLINE
+                features_file(
+                    figures.row.setting.protocol, figures.row.setting.n_components
+                )
+                for figures in PLAN.headline_figures()
             }
         ),
     output:
         sweeps=[
             report(
-                f"results/figures/sweeps/{network}_accuracy.png",
+                png,
                 caption="../report/sweep_accuracy.rst",
                 category="sweeps",
                 labels={"network": network, "content": "figure: accuracy by value"},
             )
-            for network in SWEEP_NETWORKS
+            for network, (png, svg) in PLAN.sweep_figures().items()
         ]
-        + [
-            f"results/figures/sweeps/{network}_accuracy.svg"
-            for network in SWEEP_NETWORKS
-        ],
+        + [svg for png, svg in PLAN.sweep_figures().values()],
         lr=[
             report(
-                f"results/figures/sweeps/{network}_lr_curves.png",
+                figure["files"][0],
                 caption="../report/lr_curves.rst",
                 category="sweeps",
                 labels={"network": network, "content": "figure: learning-rate curves"},
             )
-            for network in LR_SWEEP_NETWORKS
+            for network, figure in PLAN.lr_figures().items()
         ]
-        + [
-            f"results/figures/sweeps/{network}_lr_curves.svg"
-            for network in LR_SWEEP_NETWORKS
-        ],
+        + [figure["files"][1] for figure in PLAN.lr_figures().values()],
         headline=[
             report(
-                f"{prefix}_{kind}.png",
+                png,
                 caption="../report/headline.rst",
                 category="runs",
                 labels={
-                    "network": prefix.rsplit("/", 1)[-1],
+                    "network": Path(figures.stem).name,
                     "content": f"figure: {kind.replace('_', ' ')}",
                 },
             )
-            for prefix in headline_figure_prefixes()
-            for kind in ("curves", "decision_regions")
+            for figures in PLAN.headline_figures()
+            for kind, (png, svg) in (
+                ("curves", figures.curves),
+                ("decision_regions", figures.regions),
+            )
         ]
         + [
-            f"{prefix}_{kind}.svg"
-            for prefix in headline_figure_prefixes()
-            for kind in ("curves", "decision_regions")
+            svg
+            for figures in PLAN.headline_figures()
+            for png, svg in (figures.curves, figures.regions)
         ],
         comparisons=[
             report(
-                f"results/figures/{name}.png",
+                png,
                 caption="../report/comparison.rst",
                 category="runs",
                 labels={"network": "headline runs", "content": f"figure: {name}"},
             )
-            for name in COMPARISONS
+            for name, (png, svg) in PLAN.comparison_figures().items()
         ]
-        + [f"results/figures/{name}.svg" for name in COMPARISONS],
+        + [svg for png, svg in PLAN.comparison_figures().values()],
     log:
         "results/logs/study_figures.log",
     priority: AGGREGATION_PRIORITY
@@ -137,7 +136,23 @@ rule study_figures:
         mem_mb=2000,
         runtime=10,
     params:
-        study=STUDY_CONFIG,
+        plan=PLAN.records(),
+        sweep_figures=PLAN.sweep_figures(),
+        lr_figures=PLAN.lr_figures(),
+        headline_figures=[
+            {
+                "title": figures.row.value,
+                "network": figures.row.network,
+                "run_dir": figures.row.setting.run_dir,
+                "features": features_file(
+                    figures.row.setting.protocol, figures.row.setting.n_components
+                ),
+                "curves": figures.curves,
+                "regions": figures.regions,
+            }
+            for figures in PLAN.headline_figures()
+        ],
+        comparison_figures=PLAN.comparison_figures(),
         plot_training_points=config["training"]["plot_training_points"],
         data_label=DATA_LABEL,
     script:
@@ -147,8 +162,8 @@ rule study_figures:
 rule summary:
     input:
         runs="results/tables/runs.csv",
-        tables=expand("results/tables/{name}.md", name=TABLE_NAMES),
-        spectrum=f"results/features/{config['protocol']}/pca{config['n_components']}/spectrum.csv",
+        tables=PLAN.table_files("md"),
+        spectrum=PLAN.spectrum_file(),
         figures=rules.study_figures.output,
     output:
         "results/summary.md",
@@ -163,7 +178,7 @@ rule summary:
         mem_mb=1000,
         runtime=10,
     params:
-        names=TABLE_NAMES,
+        names=PLAN.table_names,
         data_label=DATA_LABEL,
         data_dir=config["data_dir"],
         protocol=config["protocol"],

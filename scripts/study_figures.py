@@ -1,4 +1,8 @@
-"""Rule study_figures: sweep figures, learning-rate curves, headline runs and comparisons."""
+"""Rule study_figures: sweep figures, learning-rate curves, headline runs and comparisons.
+
+Every figure arrives with its files through ``params`` (from the study plan), the same files the
+rule declares as outputs.
+"""
 
 import json
 from functools import partial
@@ -8,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pcann.features import load_features
-from pcann.grid import study_plan
-from pcann.weights_file import load_network
+from pcann.plan import COMPARISONS
 from pcann.plots import (
     comparison_figure,
     curves_figure,
@@ -21,57 +24,35 @@ from pcann.plots import (
 )
 from pcann.rule import run_rule
 from pcann.tables import PARAMETER_TITLES, plan_frame, study_tables
-
-
-def _pair(paths, stem):
-    """The PNG and SVG paths among ``paths`` whose file stem is ``stem``."""
-    return sorted((p for p in paths if Path(p).stem == stem), key=lambda p: not p.endswith(".png"))
+from pcann.weights_file import load_network
 
 
 def main(smk):
     label = smk.params.data_label
-    rows = study_plan(smk.params.study)
-    plan = plan_frame(rows)
     runs = pd.read_csv(smk.input.runs)
-    tables = study_tables(plan, runs)
-    outputs = [str(p) for p in smk.output]
+    tables = study_tables(plan_frame(smk.params.plan), runs)
 
-    for network in dict.fromkeys(r.network for r in rows if r.study == "sweep"):
+    for network, files in smk.params.sweep_figures.items():
         summaries = {
             PARAMETER_TITLES[parameter]: tables[f"sweep_{network}_{parameter}"][1]
             for parameter in PARAMETER_TITLES
             if f"sweep_{network}_{parameter}" in tables
         }
-        save_figure(
-            sweep_accuracy_figure(summaries, f"{network}: accuracy by swept value", label),
-            *_pair(outputs, f"{network}_accuracy"),
-        )
-        lr_rows = [r for r in rows if r.study == "sweep" and r.network == network and r.parameter == "lr"]
-        if lr_rows and _pair(outputs, f"{network}_lr_curves"):
-            first_seed = lr_rows[0].setting.seed
-            histories = {
-                r.value: pd.read_csv(f"{r.setting.run_dir}/history.csv")
-                for r in lr_rows
-                if r.setting.seed == first_seed
-            }
-            save_figure(
-                lr_comparison_figure(histories, f"{network}: learning rates (seed {first_seed})", label),
-                *_pair(outputs, f"{network}_lr_curves"),
-            )
+        save_figure(sweep_accuracy_figure(summaries, f"{network}: accuracy by swept value", label), *files)
 
-    headline = [r for r in rows if r.study == "headline"]
-    for index, row in enumerate(headline, 1):
-        setting = row.setting
-        run = Path(setting.run_dir)
+    for network, figure in smk.params.lr_figures.items():
+        histories = {value: pd.read_csv(path) for value, path in figure["histories"].items()}
+        title = f"{network}: learning rates (seed {figure['seed']})"
+        save_figure(lr_comparison_figure(histories, title, label), *figure["files"])
+
+    for headline in smk.params.headline_figures:
+        run = Path(headline["run_dir"])
         metrics = json.loads((run / "metrics.json").read_text())
-        features, _ = load_features(
-            f"results/features/{setting.protocol}/pca{setting.n_components}/features.npz"
-        )
-        title = f"{row.value}: {run.name}"
-        stem = f"{index}_{row.network}"
+        features, _ = load_features(headline["features"])
+        title = f"{headline['title']}: {run.name}"
         save_figure(
             curves_figure(pd.read_csv(run / "history.csv"), title, label, metrics["diverged_epoch"]),
-            *_pair(outputs, f"{stem}_curves"),
+            *headline["curves"],
         )
         if metrics["diverged"] or features.n_components != 2:
             figure = note_figure("No decision regions: the run diverged or its features are not 2-D.", title)
@@ -84,11 +65,10 @@ def main(smk):
                 X_train=features.X_train if show_train else None,
                 y_train=features.y_train if show_train else None,
             )
-        save_figure(figure, *_pair(outputs, f"{stem}_decision_regions"))
+        save_figure(figure, *headline["regions"])
 
-    for name, title in (("protocols", "Preprocessing protocol"), ("components", "Number of PCA components")):
-        if name in tables and _pair(outputs, name):
-            save_figure(comparison_figure(tables[name][1], title, label), *_pair(outputs, name))
+    for name, files in smk.params.comparison_figures.items():
+        save_figure(comparison_figure(tables[name][1], COMPARISONS[name], label), *files)
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -2,7 +2,6 @@
 
 import pandas as pd
 
-from pcann.grid import study_plan
 from pcann.io import save_csv, save_text
 from pcann.rule import run_rule
 from pcann.tables import markdown_table, plan_frame, study_tables
@@ -10,7 +9,7 @@ from pcann.tables import markdown_table, plan_frame, study_tables
 
 def main(smk):
     runs = pd.read_csv(smk.input[0])
-    tables = study_tables(plan_frame(study_plan(smk.params.study)), runs)
+    tables = study_tables(plan_frame(smk.params.plan), runs)
     for name, csv, markdown, html in zip(smk.params.names, smk.output.csv, smk.output.markdown, smk.output.html):
         title, summary, display = tables[name]
         save_csv(csv, summary)

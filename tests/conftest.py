@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from pcann.workflow_files import copy_workflow  # noqa: E402, F401 - for the tests
+from support import copy_workflow  # noqa: E402, F401 - for the tests
 
 #: The tiny study of .test/config.yaml: demo data, small networks, short training.
 TEST_CONFIG_PATH = REPO / ".test" / "config.yaml"

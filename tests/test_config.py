@@ -6,7 +6,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from pcann.config import ConfigError, check_config, config_errors, load_schema
+from pcann.config import ConfigError, canonical_config, check_config, config_errors, load_schema
+from pcann.estimator import MLPClassifier
+from pcann.features import PROTOCOLS, SPLITS
+from pcann.training import DEFAULT_PARAMS, OPTIONS, SHARED_OPTIONS
 
 SCHEMA_PATH = REPO / "schemas" / "config.schema.yaml"
 
@@ -81,3 +84,51 @@ def test_config_file_must_be_a_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping of config keys, got list"):
         load_config_file(path)
+
+
+def _schema_of_option(schema: dict, option) -> dict:
+    """Where the config schema declares a training option."""
+    if option.shared:
+        return schema["properties"]["training"]["properties"][option.name]
+    if option.name == "seed":
+        return schema["properties"]["seeds"]["items"]
+    return schema["$defs"][option.name]
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.name)
+def test_the_schema_says_what_each_training_option_defines(schema, option):
+    expected = {**option.json_schema(), "description": option.description}
+    if option.shared:
+        expected["default"] = option.default
+    assert _schema_of_option(schema, option) == expected
+
+
+def test_the_training_mapping_is_the_shared_options_and_two_workflow_switches(schema):
+    keys = list(schema["properties"]["training"]["properties"])
+    assert keys == [*SHARED_OPTIONS, "plot_training_points", "continue_shorter_runs"]
+
+
+def test_the_estimator_takes_every_training_option_with_its_default():
+    assert MLPClassifier().get_params() == DEFAULT_PARAMS
+
+
+def test_the_schema_allows_exactly_the_protocols_and_splits_the_code_knows(schema):
+    assert schema["$defs"]["protocol"]["enum"] == list(PROTOCOLS)
+    assert schema["properties"]["compare_protocols"]["items"] == {"$ref": "#/$defs/protocol"}
+    assert schema["properties"]["protocol"]["$ref"] == "#/$defs/protocol"
+    assert schema["properties"]["split"]["enum"] == list(SPLITS)
+
+
+def test_the_canonical_config_orders_keys_as_the_schema_and_writes_numbers_as_floats(schema, config):
+    config["training"] = {"lr_decay_rate": 1, "lr_schedule": "step"}
+    config["networks"] = {"b": {"baseline": {"batch_size": 8, "lr": 1, "epochs": 3, "hidden": [4]}},
+                          "a": {"baseline": {"hidden": [2], "epochs": 1, "lr": 0.5, "batch_size": 4}}}
+    reordered = dict(reversed(config.items()))
+    canonical = canonical_config(reordered, schema)
+    assert list(canonical) == [key for key in schema["properties"] if key in config]
+    assert canonical["training"] == {"lr_schedule": "step", "lr_decay_rate": 1.0}
+    assert isinstance(canonical["training"]["lr_decay_rate"], float)
+    assert list(canonical["networks"]) == ["b", "a"]  # the networks keep their order: the tables'
+    assert list(canonical["networks"]["b"]["baseline"]) == ["hidden", "epochs", "lr", "batch_size"]
+    assert repr(canonical["networks"]["b"]["baseline"]["lr"]) == "1.0"
+    assert canonical_config(canonical, schema) == canonical

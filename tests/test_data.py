@@ -184,7 +184,7 @@ def test_demo_dataset_is_deterministic_and_in_the_real_layout(tmp_path):
 def test_demo_data_is_not_trivially_separable_by_two_components(tmp_path):
     from sklearn.neighbors import KNeighborsClassifier
 
-    from pcann.features import build_features
+    from support import build_features
 
     generate_demo_dataset(tmp_path, n_train_per_class=60, n_test_per_class=20)
     train, test = load_dataset(tmp_path)

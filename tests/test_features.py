@@ -7,7 +7,8 @@ import pytest
 
 from pcann import PcannError
 from pcann.data import ImageSet, load_dataset
-from pcann.features import build_features, check_n_components, split_indices
+from pcann.features import check_n_components, split_indices
+from support import build_features
 
 
 def _image_set(rng, n, n_features=12, n_classes=3):

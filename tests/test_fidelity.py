@@ -12,7 +12,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from pcann.data import load_dataset
-from pcann.features import build_features
+from support import build_features
 from pcann.estimator import MLPClassifier
 
 pytestmark = pytest.mark.realdata

@@ -17,9 +17,10 @@ from pcann import PcannError
 from pcann.config import ConfigError, check_plan_fits_data
 from pcann.grid import (
     PLOT_RUNS_AUTO_LIMIT,
+    RUN_ID_TEMPLATE,
+    WILDCARD_PATTERNS,
     Setting,
     estimated_seconds,
-    parse_run_id,
     plot_runs_mode,
     plotted_settings,
     schedule_estimates,
@@ -28,6 +29,15 @@ from pcann.grid import (
     swept_epochs,
     unique_settings,
 )
+
+
+def parse_run_id(run_id: str) -> dict:
+    """Values encoded in a run folder name: the inverse of ``Setting.run_id``, through the same
+    wildcard patterns Snakemake matches run folders with."""
+    pattern = RUN_ID_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in WILDCARD_PATTERNS.items()})
+    match = re.fullmatch(pattern, run_id)
+    assert match, f"{run_id!r} is not a run folder name like {RUN_ID_TEMPLATE}"
+    return match.groupdict()
 
 
 def shipped_config():
@@ -200,13 +210,14 @@ def planned_jobs(workdir: Path, config: dict) -> Counter:
     return dry_run(workdir, config)[0]
 
 
-def dry_run(workdir: Path, config: dict) -> tuple[Counter, str]:
-    """:func:`planned_jobs`, and the dry-run's output."""
+def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str]:
+    """:func:`planned_jobs`, and the dry-run's output; ``config`` may be the text of config.yaml,
+    ``args`` more command-line arguments."""
     config_file = workdir / "config.yaml"
     original = config_file.read_text()
     try:
-        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+        config_file.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", *args)
     finally:
         config_file.write_text(original)
     output = result.stdout + result.stderr
@@ -235,6 +246,56 @@ def _edited_config(config: dict, edit) -> dict:
     edited = copy.deepcopy(config)
     edit(edited)
     return edited
+
+
+def _reordered(value, key=None):
+    """Every mapping's keys in reverse order, but the networks' (their order is the tables')."""
+    if isinstance(value, dict):
+        items = list(value.items()) if key == "networks" else list(reversed(value.items()))
+        return {k: _reordered(v, k) for k, v in items}
+    if isinstance(value, list):
+        return [_reordered(v) for v in value]
+    return value
+
+
+#: The shared training options at their defaults, written in another order than the schema's.
+DEFAULT_TRAINING_REORDERED = {
+    "exp_backend": "opencv", "dtype": "float32", "eval_every": 1, "lr_decay_every": 100,
+    "lr_decay_rate": 0.5, "lr_schedule": "constant",
+}
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("how", ["reordered-keys", "other-notation", "configfile", "config"])
+def test_the_same_values_written_another_way_plan_no_job(finished_study, tmp_path, how):
+    workdir, config = finished_study
+    args: list[str] = []
+    text = yaml.safe_dump(config, sort_keys=False)
+    if how == "reordered-keys":
+        text = yaml.safe_dump(_reordered({**config, "training": DEFAULT_TRAINING_REORDERED}), sort_keys=False)
+    elif how == "other-notation":  # 5.0e-2 is 0.05
+        text = text.replace("lr: 0.05", "lr: 5.0e-2").replace("lr: 0.1\n", "lr: 1.0e-1\n")
+        assert "5.0e-2" in text and "1.0e-1" in text
+        text += "val_fraction: 2.0e-1\ntraining: {lr_decay_rate: 5.0e-1, lr_decay_every: 100}\n"
+    elif how == "configfile":
+        extra = tmp_path / "same-values.yaml"
+        extra.write_text(yaml.safe_dump(
+            {"training": DEFAULT_TRAINING_REORDERED, "split_seed": 10,
+             "networks": {"two_layer": {"baseline": {"batch_size": 8, "lr": 0.05}}}}, sort_keys=False))
+        args = ["--configfile", str(extra)]
+    else:
+        args = ["--config", "val_fraction=0.2", "split_seed=10", "protocol=study", "read_mode=color"]
+    jobs, output = dry_run(workdir, text, *args)
+    assert jobs == Counter(), output[-3000:]
+
+
+@pytest.mark.workflow
+def test_a_changed_shared_training_option_retrains_every_run_and_nothing_else_upstream(finished_study):
+    workdir, config = finished_study
+    jobs, output = dry_run(workdir, {**config, "training": {"eval_every": 2}})
+    n_runs = len(unique_settings(study_plan(_validated(config))))
+    assert jobs["train"] == n_runs, output[-3000:]
+    assert set(jobs) - {"train"} <= AGGREGATION
 
 
 @pytest.mark.workflow

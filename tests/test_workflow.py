@@ -51,6 +51,18 @@ def test_complete_run_leaves_nothing_to_do(demo_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_planning_writes_nothing_under_results(demo_run):
+    workdir, _ = demo_run
+    results = workdir / "results"
+
+    def snapshot():
+        return {p: p.stat().st_mtime_ns for p in results.rglob("*")} | {results: results.stat().st_mtime_ns}
+
+    before = snapshot()
+    run_snakemake(workdir, "--cores", "1", "--dry-run", "--forceall")
+    assert snapshot() == before
+
+
 def test_lint_is_clean():
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,75 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         raise ConfigError(
             "invalid configuration (schemas/config.schema.yaml):\n  " + "\n  ".join(problems)
         )
+
+
+def canonical_config(config: dict, schema: dict) -> dict:
+    """``config`` with every mapping's keys in the schema's order and every ``number`` a float.
+
+    Two configurations with the same values then compare equal and print the same, however
+    their files order the keys or write the numbers (``5.0e-3``, ``0.005``, ``1``): Snakemake
+    compares rule params by their text, so only a changed value re-runs a job. Keys the schema
+    does not name (the networks, by name) keep their order, which is the tables' order.
+    """
+    return _canonical(config, schema, schema)
+
+
+def _canonical(value, schema: dict, root: dict):
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        others = schema.get("additionalProperties")
+        others = others if isinstance(others, dict) else {}
+        ordered = {key: _canonical(value[key], properties[key], root) for key in properties if key in value}
+        for key in value:
+            if key not in properties:
+                ordered[key] = _canonical(value[key], others, root)
+        return ordered
+    if isinstance(value, list):
+        return [_canonical(item, schema.get("items", {}), root) for item in value]
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_data_dir(config: dict) -> Path:
+    """The configured data folder; a :class:`ConfigError` names the key when it cannot be the
+    study's input."""
+    data_dir = Path(config["data_dir"])
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"config key data_dir: {str(data_dir)!r} does not exist or is not a folder; "
+            "expected a folder holding the sub-folders "
+            f"{config['train_folder']!r} and {config['test_folder']!r}"
+        )
+    for key in ("train_folder", "test_folder"):
+        if not (data_dir / config[key]).is_dir():
+            raise ConfigError(
+                f"config key {key}: {str(data_dir / config[key])!r} does not exist or is "
+                "not a folder; expected one sub-folder per class inside it"
+            )
+    return data_dir
+
+
+def check_results_writable(results: str | Path) -> None:
+    """Stop with one line when ``results`` exists but cannot be written (read-only, no access,
+    full), without writing anything to find out."""
+    results = Path(results)
+    if not results.is_dir():
+        return
+    stats = os.statvfs(results)
+    if stats.f_flag & os.ST_RDONLY:
+        code = errno.EROFS
+    elif not os.access(results, os.W_OK | os.X_OK):
+        code = errno.EACCES
+    elif stats.f_bavail == 0:
+        code = errno.ENOSPC
+    else:
+        return
+    raise ConfigError(
+        f"cannot write to {results.resolve()}: {os.strerror(code)}; every output of the workflow goes there"
+    )
 
 
 def _batch_size_keys(config: dict, batch_size: int) -> list[str]:

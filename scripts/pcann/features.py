@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import PcannError
-from .data import ImageSet
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -183,22 +182,6 @@ def pca_features(
         explained_variance_ratio=pca.explained_variance_ratio_[:n_components],
         spectrum=pca.explained_variance_ratio_,
     )
-
-
-def build_features(
-    train: ImageSet,
-    test: ImageSet,
-    protocol: str = "study",
-    n_components: int = 2,
-    split: str = "study",
-    val_fraction: float = 0.2,
-    split_seed: int = 10,
-) -> Features:
-    """Split, z-score and project a dataset in one call (the workflow runs these as rules)."""
-    train_idx, val_idx = split_indices(train.y, val_fraction, split, split_seed)
-    zscored = standardise(train.X, test.X, train_idx, val_idx, protocol)
-    labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
-    return pca_features(zscored, labels, train.classes, protocol, n_components)
 
 
 def save_features(path, features: Features, data_label: str = "") -> None:

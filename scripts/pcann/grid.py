@@ -9,14 +9,13 @@ contain it: Snakemake then re-runs exactly those.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import asdict, dataclass, replace
 
 from . import PcannError
 
 SWEPT_PARAMETERS = ("hidden", "epochs", "lr", "batch_size")
 RUNS_ROOT = "results/runs"
-#: Snakemake wildcard patterns of the run path; parse_run_id() accepts exactly these.
+#: Snakemake wildcard patterns of the run path.
 WILDCARD_PATTERNS = {
     "hidden": r"[1-9][0-9]*(?:-[1-9][0-9]*)*",
     "epochs": r"[1-9][0-9]*",
@@ -238,15 +237,6 @@ def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
     if mode == "all":
         return unique_settings(rows)
     return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
-
-
-def parse_run_id(run_id: str) -> dict:
-    """Values encoded in a run folder name (the inverse of :attr:`Setting.run_id`)."""
-    pattern = RUN_ID_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in WILDCARD_PATTERNS.items()})
-    match = re.fullmatch(pattern, run_id)
-    if not match:
-        raise PcannError(f"{run_id!r} is not a run folder name like {RUN_ID_TEMPLATE}")
-    return match.groupdict()
 
 
 def estimated_seconds(setting: Setting, n_train: int, epochs: int | None = None) -> float:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .grid import PlanRow
 
 ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy")
 ACCURACY_HEADERS = {"train_accuracy": "train", "val_accuracy": "validation", "test_accuracy": "test"}
@@ -33,8 +32,9 @@ def collect_metrics(paths) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def plan_frame(rows: list[PlanRow]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records([row.as_record() for row in rows])
+def plan_frame(records: list[dict]) -> pd.DataFrame:
+    """The study plan's rows (:meth:`pcann.plan.StudyPlan.records`) as a frame, in plan order."""
+    frame = pd.DataFrame.from_records(records)
     frame["order"] = np.arange(len(frame))
     return frame[["study", "network", "parameter", "value", "is_baseline", "run_dir", "seed", "order"]]
 

@@ -1,12 +1,20 @@
-"""The files that make up the workflow, for the tests and benchmarks that run a copy of it."""
+"""What the tests and the benchmarks share: a copy of the workflow to run, and the features of a
+dataset in one call (the workflow runs these steps as separate rules)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
-#: The repository (this file is scripts/pcann/workflow_files.py).
-REPO = Path(__file__).resolve().parents[2]
+#: The repository (this file is tests/support.py).
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
+
+from pcann.data import ImageSet  # noqa: E402
+from pcann.features import Features, pca_features, split_indices, standardise  # noqa: E402
+
 #: What a workflow copy needs; results/ and Snakemake's state are never copied.
 WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
 
@@ -35,3 +43,19 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     if config is not None:
         (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
+
+
+def build_features(
+    train: ImageSet,
+    test: ImageSet,
+    protocol: str = "study",
+    n_components: int = 2,
+    split: str = "study",
+    val_fraction: float = 0.2,
+    split_seed: int = 10,
+) -> Features:
+    """Split, z-score and project a dataset in one call (the workflow runs these as rules)."""
+    train_idx, val_idx = split_indices(train.y, val_fraction, split, split_seed)
+    zscored = standardise(train.X, test.X, train_idx, val_idx, protocol)
+    labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
+    return pca_features(zscored, labels, train.classes, protocol, n_components)

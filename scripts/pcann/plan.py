@@ -1,0 +1,205 @@
+"""The study plan: which runs a configuration asks for, which tables and figures come of them,
+and where every file lives.
+
+:class:`StudyPlan` is built once, when the workflow is parsed (``rules/common.smk``), from the
+checked configuration. The rules take their inputs and outputs from it, and the aggregation
+scripts receive what they need from it through ``snakemake.input`` and ``params`` (the plan's
+rows as records, and each table and figure with its files), so that no script rebuilds the
+plan or a path from the configuration, and renaming a file changes both sides at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .grid import (
+    PlanRow,
+    Setting,
+    estimated_seconds,
+    plot_runs_mode,
+    plotted_settings,
+    schedule_estimates,
+    shorter_runs,
+    study_plan,
+    swept_epochs,
+    unique_settings,
+)
+
+#: Every figure is written twice: PNG for the report and the summary, SVG for print.
+FIGURE_FORMATS = ("png", "svg")
+#: The comparisons of the headline runs, when the plan has them: table name -> figure title.
+COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
+
+
+def figure_files(stem: str) -> list[str]:
+    """The files of one figure: ``stem.png`` and ``stem.svg``."""
+    return [f"{stem}.{ext}" for ext in FIGURE_FORMATS]
+
+
+def features_file(protocol: str, n_components: int) -> str:
+    return f"results/features/{protocol}/pca{n_components}/features.npz"
+
+
+@dataclass(frozen=True)
+class HeadlineFigures:
+    """The curves and decision regions of one headline run."""
+
+    row: PlanRow
+    stem: str  # e.g. results/figures/headline/1_two_layer
+
+    @property
+    def curves(self) -> list[str]:
+        return figure_files(f"{self.stem}_curves")
+
+    @property
+    def regions(self) -> list[str]:
+        return figure_files(f"{self.stem}_decision_regions")
+
+
+class StudyPlan:
+    """Everything a configuration asks for, derived once.
+
+    ``config`` is the checked configuration; ``n_train_folder``, the number of images in the
+    training folder, sizes the training jobs' estimated run times (their priorities).
+    """
+
+    def __init__(self, config: dict, n_train_folder: int):
+        self.protocol = config["protocol"]
+        self.n_components = config["n_components"]
+        self.rows: list[PlanRow] = study_plan(config)
+        self.settings: list[Setting] = unique_settings(self.rows)
+        self.plot_runs = plot_runs_mode(config["plot_runs"], len(self.settings))
+        #: The runs that get per-run figures.
+        self.plotted: list[Setting] = plotted_settings(self.rows, self.plot_runs)
+        #: run -> the shorter run it continues (epochs sweeps; see :func:`pcann.grid.shorter_runs`)
+        self.continued: dict[Setting, Setting] = (
+            shorter_runs(self.settings, swept_epochs(config))
+            if config["training"]["continue_shorter_runs"]
+            else {}
+        )
+        self._n_train_folder = n_train_folder
+        #: run folder -> (own, critical path) estimated seconds of its training job
+        self.estimates: dict[str, tuple[float, float]] = {
+            run.run_dir: estimate
+            for run, estimate in schedule_estimates(self.settings, self.continued, n_train_folder).items()
+        }
+        self.shorter_run: dict[str, str] = {
+            run.run_dir: shorter.run_dir for run, shorter in self.continued.items()
+        }
+        self.headline: list[PlanRow] = [row for row in self.rows if row.study == "headline"]
+        self.table_names: list[str] = list(
+            dict.fromkeys(
+                f"sweep_{row.network}_{row.parameter}" if row.study == "sweep" else row.study
+                for row in self.rows
+            )
+        )
+        self.sweep_networks: list[str] = list(
+            dict.fromkeys(row.network for row in self.rows if row.study == "sweep")
+        )
+        #: The networks whose learning-rate sweep has values of its own (a curves figure each).
+        self.lr_swept_networks: list[str] = [
+            name for name, spec in config["networks"].items() if spec.get("sweep", {}).get("lr")
+        ]
+
+    # --- training runs ----------------------------------------------------------------------
+
+    def training_estimate(self, setting: Setting) -> tuple[float, float]:
+        """(own, critical path) estimated seconds of a training job; a run outside the plan
+        continues no run and is continued by none."""
+        estimate = self.estimates.get(setting.run_dir)
+        if estimate is None:
+            seconds = estimated_seconds(setting, self._n_train_folder)
+            estimate = (seconds, seconds)
+        return estimate
+
+    def metrics_files(self) -> list[str]:
+        return [f"{setting.run_dir}/metrics.json" for setting in self.settings]
+
+    @staticmethod
+    def run_figures(setting: Setting) -> list[str]:
+        return [
+            path
+            for name in ("curves", "decision_regions")
+            for path in figure_files(f"{setting.run_dir}/{name}")
+        ]
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def table_files(self, ext: str) -> list[str]:
+        return [f"results/tables/{name}.{ext}" for name in self.table_names]
+
+    def records(self) -> list[dict]:
+        """The plan's rows as plain records, in plan order (what the aggregation scripts get)."""
+        return [row.as_record() for row in self.rows]
+
+    # --- figures ----------------------------------------------------------------------------
+
+    def sweep_figures(self) -> dict[str, list[str]]:
+        """network -> files of its accuracy-by-swept-value figure."""
+        return {
+            network: figure_files(f"results/figures/sweeps/{network}_accuracy")
+            for network in self.sweep_networks
+        }
+
+    def lr_sweep(self, network: str) -> list[PlanRow]:
+        """The learning-rate sweep's rows of ``network``, first seed only (one curve per value)."""
+        rows = [r for r in self.rows if r.study == "sweep" and r.network == network and r.parameter == "lr"]
+        return [r for r in rows if r.setting.seed == rows[0].setting.seed] if rows else []
+
+    def lr_figures(self) -> dict[str, dict]:
+        """network -> its learning-rate curves figure: ``files``, ``seed`` and ``histories``
+        (value -> history.csv of each run)."""
+        figures = {}
+        for network in self.lr_swept_networks:
+            rows = self.lr_sweep(network)
+            if rows:
+                figures[network] = {
+                    "files": figure_files(f"results/figures/sweeps/{network}_lr_curves"),
+                    "seed": rows[0].setting.seed,
+                    "histories": {r.value: f"{r.setting.run_dir}/history.csv" for r in rows},
+                }
+        return figures
+
+    def headline_figures(self) -> list[HeadlineFigures]:
+        return [
+            HeadlineFigures(row, f"results/figures/headline/{index}_{row.network}")
+            for index, row in enumerate(self.headline, 1)
+        ]
+
+    def comparison_figures(self) -> dict[str, list[str]]:
+        """table name -> files of its comparison figure, for the comparisons the plan has."""
+        return {
+            name: figure_files(f"results/figures/{name}")
+            for name in COMPARISONS
+            if name in self.table_names
+        }
+
+    def pca_outputs(self, protocol: str | None = None, n_components: int | None = None) -> list[str]:
+        """The features and PCA figures of one protocol and component count (default: the
+        configured ones)."""
+        protocol = protocol or self.protocol
+        n_components = n_components or self.n_components
+        prefix = f"results/figures/pca/{protocol}-pca{n_components}"
+        return [
+            features_file(protocol, n_components),
+            *figure_files(f"{prefix}/explained_variance"),
+            *figure_files(f"{prefix}/projection"),
+        ]
+
+    def spectrum_file(self) -> str:
+        return f"results/features/{self.protocol}/pca{self.n_components}/spectrum.csv"
+
+    def outputs(self) -> list[str]:
+        """Every file of the finished study: what ``rule all`` asks for.
+
+        Every run's metrics.json is left out: runs.csv needs them all already, and each path
+        asked for twice is one more lookup per run when Snakemake plans. The figures are all
+        listed, as Snakemake re-runs a job only for its missing outputs that some job asks for.
+        """
+        files = [path for setting in self.plotted for path in self.run_figures(setting)]
+        files += self.pca_outputs()
+        files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
+        files += ["results/tables/runs.csv", "results/summary.md"]
+        files += figure_files("results/figures/data/samples")
+        return files
+
