@@ -31,7 +31,8 @@ rule load_images:
         "results/benchmarks/load_images.tsv"
     conda:
         "../envs/pcann.yaml"
-    threads: 1
+    # decoding is most of the loading, and OpenCV decodes on several threads at once
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=30,
@@ -41,6 +42,7 @@ rule load_images:
         test_folder=config["test_folder"],
         read_mode=config["read_mode"],
         data_label=DATA_LABEL,
+        images_fingerprint=IMAGE_SCAN.fingerprint if IMAGE_SCAN else None,
     script:
         "../scripts/load_images.py"
 

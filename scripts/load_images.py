@@ -16,6 +16,7 @@ def main(smk):
         train_folder=smk.params.train_folder,
         test_folder=smk.params.test_folder,
         mode=smk.params.read_mode,
+        threads=smk.threads,
     )
     logger.info(
         "%d training and %d test images of shape %s (%d features), classes: %s",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from conftest import make_dataset, write_image
 
 from pcann import DataError
 from pcann.data import load_dataset, load_saved_dataset, load_split, save_dataset
-from pcann.demo import DEMO_CLASSES, generate_demo_dataset
+from pcann.demo import DEMO_CLASSES, demo_classes, generate_demo_dataset
 
 
 def test_classes_are_sorted_folder_names_and_rows_follow_sorted_files(tmp_path):
@@ -166,6 +168,31 @@ def test_saved_dataset_round_trips_without_pickle(tmp_path):
     assert train2.classes == train.classes and test2.files == test.files and label == "demo"
 
 
+def test_folder_scan_counts_what_the_loader_loads_and_fingerprints_every_change(tmp_path):
+    from pcann.data import scan_image_folders
+
+    root = make_dataset(tmp_path, n_train=4, n_test=2)
+    (root / "Data_train" / "apple" / "notes.txt").write_text("not an image")
+    (root / "Data_train" / ".hidden").mkdir()
+    scan = scan_image_folders(root, ["Data_train", "Data_test"])
+    train, test = load_dataset(root)
+    assert scan.counts == {"Data_train": len(train.y), "Data_test": len(test.y)}
+    assert scan.n_classes == len(train.classes) == 3
+    assert scan.first_image == root / "Data_train" / train.files[0]
+
+    image = root / "Data_test" / "banana" / "banana_000.png"
+    fingerprints = {scan.fingerprint}
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # touched
+    fingerprints.add(scan_image_folders(root, ["Data_train", "Data_test"]).fingerprint)
+    shutil.copy(image, image.with_name("banana_999.png"))  # added
+    fingerprints.add(scan_image_folders(root, ["Data_train", "Data_test"]).fingerprint)
+    image.unlink()  # removed
+    fingerprints.add(scan_image_folders(root, ["Data_train", "Data_test"]).fingerprint)
+    assert len(fingerprints) == 4
+    assert scan_image_folders(root, ["Data_train", "Data_test"]).fingerprint in fingerprints
+
+
 def test_demo_dataset_is_deterministic_and_in_the_real_layout(tmp_path):
     first = generate_demo_dataset(tmp_path / "a", n_train_per_class=6, n_test_per_class=2, image_size=16)
     second = generate_demo_dataset(tmp_path / "b", n_train_per_class=6, n_test_per_class=2, image_size=16)
@@ -179,6 +206,32 @@ def test_demo_dataset_is_deterministic_and_in_the_real_layout(tmp_path):
     assert image.shape == (16, 16, 4)  # RGBA, like the study's files as OpenCV reads them
     train, test = load_dataset(first)
     assert train.classes == DEMO_CLASSES and len(test.y) == 6
+
+
+def test_demo_dataset_of_any_class_count_and_size(tmp_path):
+    root = generate_demo_dataset(tmp_path, n_train_per_class=5, n_test_per_class=2, image_size=40, n_classes=14)
+    train, test = load_dataset(root)
+    assert len(train.classes) == 14 and train.classes == tuple(sorted(demo_classes(14)))
+    assert train.classes[:2] == ("Carambula_1", "Carambula_2") and "Lychee_5" in train.classes
+    assert train.X.shape == (14 * 5, 40 * 40 * 3) and np.bincount(test.y).tolist() == [2] * 14
+    # every class looks different from every other: no two have the same mean image
+    means = np.stack([train.X[train.y == k].mean(axis=0) for k in range(14)])
+    distances = np.abs(means[:, None] - means[None]).mean(axis=2)
+    assert distances[~np.eye(14, dtype=bool)].min() > 1.0
+
+
+def test_demo_dataset_regenerated_smaller_leaves_no_stale_class_or_image(tmp_path):
+    generate_demo_dataset(tmp_path, n_train_per_class=6, n_test_per_class=2, image_size=16, n_classes=5)
+    generate_demo_dataset(tmp_path, n_train_per_class=5, n_test_per_class=2, image_size=16)
+    train, _ = load_dataset(tmp_path)
+    assert train.classes == DEMO_CLASSES and len(train.y) == 15
+    listed = (tmp_path / "MANIFEST.sha256").read_text().splitlines()
+    assert len(listed) == sum(1 for _ in tmp_path.rglob("*.png")) == 3 * (5 + 2)
+
+
+def test_demo_class_count_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="n_classes must be between 2 and"):
+        demo_classes(1)
 
 
 def test_demo_data_is_not_trivially_separable_by_two_components(tmp_path):

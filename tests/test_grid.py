@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, copy_workflow, run_snakemake, tiny_study_config
+from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_study_config
 
 from pcann import PcannError
 from pcann.config import ConfigError, check_plan_fits_data
@@ -393,3 +394,30 @@ def _validated(config: dict) -> dict:
     config = copy.deepcopy(config)
     validate(config, str(REPO / "schemas" / "config.schema.yaml"))
     return config
+
+
+@pytest.mark.workflow
+def test_a_changed_added_or_removed_image_reloads_the_images_and_nothing_else_does(tmp_path):
+    data = make_dataset(tmp_path / "data", n_train=10, n_test=4)
+    config = tiny_study_config(data_dir=str(data))
+    workdir = copy_workflow(tmp_path / "wf", config)
+    target = "results/data/split.npz"
+    run_snakemake(workdir, "--cores", "2", target)
+
+    def planned():
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", target)
+        output = result.stdout + result.stderr
+        assert str(data) not in output  # planning names no image
+        return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M) if m[1] != "total"})
+
+    assert planned() == Counter()
+    image = data / "Data_train" / "apple" / "apple_000.png"
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert planned() == Counter(load_images=1, split_train_val=1)
+    shutil.copy(image, image.with_name("apple_100.png"))
+    assert planned() == Counter(load_images=1, split_train_val=1)
+    run_snakemake(workdir, "--cores", "2", target)
+    assert planned() == Counter()
+    image.unlink()
+    assert planned() == Counter(load_images=1, split_train_val=1)
