@@ -112,7 +112,7 @@ def test_gradients_match_finite_differences(hidden):
     [[5], [4, 6], [3, 5, 4], [96, 90]],
     ids=["1-hidden", "2-hidden", "3-hidden", "gemm-route"],
 )
-@pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6)])
+@pytest.mark.parametrize("batch, n_classes", [(8, 3), (5, 3), (8, 2), (9, 6), (7, 20)])
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("exp_backend", training.OPTIONS_BY_NAME["exp_backend"].choices)
 def test_fast_step_equals_readable_step(hidden, batch, n_classes, dtype, tolerance, exp_backend):
@@ -162,11 +162,13 @@ def test_training_equals_readable_sgd(hidden, schedule):
     assert model.n_steps_ == epochs * math.ceil(37 / batch_size)
 
 
-def test_history_losses_match_log_loss():
-    X, y = separable_blobs(std=3.0)
+@pytest.mark.parametrize("n_classes", [3, 6, 20])  # each way of scoring: by rows, by columns
+def test_history_losses_match_log_loss(n_classes):
+    X, y = make_blobs(n_samples=300, centers=n_classes, cluster_std=3.0, random_state=0)
     model = MLPClassifier(hidden=[8], epochs=3, lr=0.05, dtype="float64").fit(
         X[:200], y[:200], X[200:], y[200:]
     )
+    assert len(model.classes_) == n_classes
     assert model.history_["train_loss"][-1] == pytest.approx(
         model.log_loss(X[:200], y[:200]), rel=1e-9
     )

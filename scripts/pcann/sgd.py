@@ -161,6 +161,12 @@ class _HiddenLayer:
         return ops
 
 
+#: Up to this many classes, the scorer computes the logits one class (one row) at a time.
+SCORER_ROWWISE_CLASSES = 4
+#: Up to this many classes, the softmax sums its exps with one small matrix product.
+SUM_BY_PRODUCT_CLASSES = 16
+
+
 class _OutputLayer:
     """The softmax layer with the cross-entropy gradient, for one batch size.
 
@@ -175,26 +181,38 @@ class _OutputLayer:
         self.z = np.empty((n_classes, batch), dtype)
         self.g = np.empty((n_classes, batch), dtype)
         self.column_max = np.empty(batch, dtype)
-        self.sum_weights = np.empty((n_classes, n_classes), dtype)  # B / lr in every entry
-        self.scaled_sum = np.empty((n_classes, batch), dtype)
+        self.sum_by_product = n_classes <= SUM_BY_PRODUCT_CLASSES
+        if self.sum_by_product:
+            self.sum_weights = np.empty((n_classes, n_classes), dtype)  # B / lr in every entry
+            self.scaled_sum = np.empty((n_classes, batch), dtype)
+        else:
+            self.sum_weights = np.empty((), dtype)  # B / lr
+            self.scaled_sum = np.empty(batch, dtype)
 
     def set_learning_rate(self, lr: float) -> None:
         # B / lr, capped so that B / lr times the sum of exps (at most n_classes) stays finite: a
         # decayed rate that small updates nothing anyway
-        cap = float(np.finfo(self.sum_weights.dtype).max) / len(self.sum_weights)
+        cap = float(np.finfo(self.z.dtype).max) / len(self.z)
         self.sum_weights.fill(min(self.batch / lr, cap) if lr > 0 else cap)
 
     def forward(self, a_prev, y_scaled):
         """Operations for ``g = y_scaled - lr/B softmax(U a_prev)``; ``y_scaled = lr/B y``."""
         z, column_max, scaled_sum = self.z, self.column_max, self.scaled_sum
+        if self.sum_by_product:
+            # B/lr times each column's sum of exps, repeated on every row: summing, scaling and
+            # broadcasting in one product, so that the division is between equal shapes (faster)
+            normalise = [partial(np.dot, self.sum_weights, z, scaled_sum)]
+        else:  # the product costs n_classes^2 per sample: sum, then scale, then broadcast
+            normalise = [
+                partial(np.add.reduce, z, 0, None, scaled_sum),
+                partial(np.multiply, scaled_sum, self.sum_weights, scaled_sum),
+            ]
         return [
             self.products.forward(a_prev, z),
             *self._column_max(z, column_max),
             partial(np.subtract, z, column_max, z),  # softmax is unchanged; exp is now at most 1
             partial(np.exp, z, z),
-            # B/lr times each column's sum of exps, repeated on every row: summing, scaling and
-            # broadcasting in one product, so that the division is between equal shapes (faster)
-            partial(np.dot, self.sum_weights, z, scaled_sum),
+            *normalise,
             partial(np.divide, z, scaled_sum, z),  # lr/B * p
             partial(np.subtract, y_scaled, z, self.g),
         ]
@@ -220,12 +238,16 @@ class _BatchBuffers:
         self.output = _OutputLayer(products[-1], batch, dtype)
 
 
-#: Up to this many classes, the scorer computes the logits one class (one row) at a time.
-SCORER_ROWWISE_CLASSES = 4
 
 
 class _Scorer:
-    """Loss and accuracy of a fixed set of columns (training, then validation), in one pass."""
+    """Loss and accuracy of a fixed set of columns (training, then validation), in one pass.
+
+    Up to :data:`SCORER_ROWWISE_CLASSES` classes the logits are computed class by class, one row
+    each; with more, as one product laid out samples x classes, so that the maxima, sums and
+    arg-maxima over the classes read contiguous memory (over a classes x samples array they
+    stride across it, several times slower at 131 classes).
+    """
 
     def __init__(self, products: list[_LayerProducts], X, y, n_train: int, dtype, exp):
         n_features, n_columns = X.shape
@@ -234,9 +256,7 @@ class _Scorer:
         self.x = np.ones((n_features + 1, n_columns), dtype)
         self.x[:-1] = X
         self.y = np.asarray(y)
-        self.true_class = self.y * n_columns + np.arange(n_columns)  # flat index of z[y_i, i]
         self.parts = (slice(0, n_train), slice(n_train, n_columns))
-        self.z = np.empty((n_classes, n_columns), dtype)
         self.column_max = np.empty(n_columns, dtype)
         self.column_sum = np.empty(n_columns, dtype)
         self.true_logit = np.empty(n_columns, dtype)
@@ -249,23 +269,29 @@ class _Scorer:
             a_prev = layer.a
         U = products[-1].U
         if n_classes <= SCORER_ROWWISE_CLASSES:
+            self.class_axis = 0
+            self.z = np.empty((n_classes, n_columns), dtype)
+            self.true_class = self.y * n_columns + np.arange(n_columns)  # flat index of z[y_i, i]
             # a product with 3 rows and thousands of columns runs at a fifth of BLAS's speed
             # as a matrix product, and twice as fast as one matrix-vector product per class
             self.forward += [partial(np.dot, U[k], a_prev, self.z[k]) for k in range(n_classes)]
         else:
-            self.forward.append(products[-1].forward(a_prev, self.z))
+            self.class_axis = 1
+            self.z = np.empty((n_columns, n_classes), dtype)
+            self.true_class = np.arange(n_columns) * n_classes + self.y  # flat index of z[i, y_i]
+            self.forward.append(partial(np.dot, a_prev.T, U.T, self.z))  # transposed views, no copies
 
     def score(self):
         """``(train_loss, train_accuracy, val_loss, val_accuracy)``; NaN for an empty part."""
         for op in self.forward:
             op()
-        z, column_max, column_sum = self.z, self.column_max, self.column_sum
-        np.argmax(z, axis=0, out=self.predicted)
-        np.maximum.reduce(z, 0, None, column_max)
-        np.subtract(z, column_max, z)
+        z, column_max, column_sum, axis = self.z, self.column_max, self.column_sum, self.class_axis
+        np.argmax(z, axis=axis, out=self.predicted)
+        np.maximum.reduce(z, axis, None, column_max)
+        np.subtract(z, column_max if axis == 0 else column_max[:, None], z)
         np.take(z, self.true_class, out=self.true_logit)
         self.exp(z, z)
-        np.add.reduce(z, 0, None, column_sum)
+        np.add.reduce(z, axis, None, column_sum)
         np.log(column_sum, column_sum)
         sample_loss = np.subtract(column_sum, self.true_logit, column_sum)  # log-sum-exp - z_y
         correct = self.predicted == self.y
