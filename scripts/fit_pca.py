@@ -1,19 +1,20 @@
-"""Rule fit_pca: fit PCA under one protocol and project every set onto its components."""
+"""Rule fit_pca: fit PCA under one protocol and project every set onto its components; record
+the whole transform (z-score statistics, PCA mean and components) in transform.npz."""
 
 import logging
 
 import numpy as np
 
-from pcann.features import pca_features, save_features, spectrum_table
-from pcann.io import load_npz, save_csv
+from pcann.features import pca_arrays, pca_features_and_fit, save_features, spectrum_table
+from pcann.io import load_npz, save_csv, save_npz
 from pcann.rule import run_rule
 
 logger = logging.getLogger("pcann.fit_pca")
 
 
 def main(smk):
-    arrays = load_npz(smk.input[0])
-    features = pca_features(
+    arrays = load_npz(smk.input.zscored)
+    features, pca = pca_features_and_fit(
         zscored={part: arrays[part] for part in ("train", "val", "test")},
         labels={part: arrays[f"y_{part}"] for part in ("train", "val", "test")},
         classes=tuple(str(c) for c in arrays["classes"]),
@@ -28,6 +29,12 @@ def main(smk):
     )
     save_features(smk.output.features, features, data_label=str(arrays["data_label"]))
     save_csv(smk.output.spectrum, spectrum_table(features.spectrum, features.n_components))
+    save_npz(
+        smk.output.transform,
+        **load_npz(smk.input.zscore),
+        **pca_arrays(pca, features.n_components),
+        protocol=np.asarray(features.protocol, dtype=str),
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake
