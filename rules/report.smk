@@ -150,6 +150,7 @@ rule summary:
         tables=expand("results/tables/{name}.md", name=TABLE_NAMES),
         spectrum=f"results/features/{config['protocol']}/pca{config['n_components']}/spectrum.csv",
         figures=rules.study_figures.output,
+        evaluation=EVALUATION_SUMMARY_INPUTS,
     output:
         "results/summary.md",
     log:
