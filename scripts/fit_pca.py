@@ -5,7 +5,14 @@ import logging
 
 import numpy as np
 
-from pcann.features import pca_arrays, pca_features_and_fit, save_features, spectrum_table
+from pcann.features import (
+    fit_pca,
+    pca_arrays,
+    pca_features,
+    pca_fit_rows,
+    save_features,
+    spectrum_table,
+)
 from pcann.io import load_npz, save_csv, save_npz
 from pcann.rule import run_rule
 
@@ -14,13 +21,16 @@ logger = logging.getLogger("pcann.fit_pca")
 
 def main(smk):
     arrays = load_npz(smk.input.zscored)
-    features, pca = pca_features_and_fit(
-        zscored={part: arrays[part] for part in ("train", "val", "test")},
+    zscored = {part: arrays[part] for part in ("train", "val", "test")}
+    protocol, n_components = smk.wildcards.protocol, int(smk.wildcards.n_components)
+    pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, smk.params.spectrum_components)
+    features = pca_features(
+        zscored=zscored,
         labels={part: arrays[f"y_{part}"] for part in ("train", "val", "test")},
         classes=tuple(str(c) for c in arrays["classes"]),
-        protocol=smk.wildcards.protocol,
-        n_components=int(smk.wildcards.n_components),
-        n_spectrum=smk.params.spectrum_components,
+        protocol=protocol,
+        n_components=n_components,
+        pca=pca,
     )
     logger.info(
         "protocol %s: %d components keep %.4f of the variance (ratios %s)",

@@ -73,26 +73,25 @@ def test_model_file_round_trip(toy_model, tmp_path):
 
 
 def test_model_file_is_usable_with_numpy_alone(toy_model, tmp_path):
-    """The recipe of the format's documentation, in a process that imports numpy and json only."""
+    """The recipe in the format's documentation, run as written in a process that imports numpy
+    and json only."""
     toy_model.save(tmp_path / "model.npz")
     images = _images(7)
     np.save(tmp_path / "images.npy", images)
-    code = f"""
-import json, sys
-import numpy as np
-f = np.load({str(tmp_path / 'model.npz')!r}, allow_pickle=False)
-meta = json.loads(str(f["metadata"]))
-X = np.load({str(tmp_path / 'images.npy')!r})
-z = (X.reshape(len(X), -1).astype(np.float64) - f["zscore_mean"]) / f["zscore_scale"]
-a = z @ f["pca_components"].T - f["pca_mean"] @ f["pca_components"].T
-for l in range(1, meta["n_layers"] + 1):
-    a = a @ f[f"W{{l}}"].T + f[f"b{{l}}"]
-    if l < meta["n_layers"]:
-        a = 1 / (1 + np.exp(-a))
-p = np.exp(a - a.max(axis=1, keepdims=True)); p /= p.sum(axis=1, keepdims=True)
-assert not {{"pcann", "cv2", "sklearn", "scipy"}} & set(sys.modules), sorted(sys.modules)
-np.save({str(tmp_path / 'p.npy')!r}, p)
-"""
+    import textwrap
+
+    import pcann.model
+
+    doc = pcann.model.__doc__
+    recipe = textwrap.dedent(doc[doc.index("With numpy alone"):].split("::\n\n", 1)[1].split("\n\n", 1)[0])
+    code = "\n".join([
+        "import json, sys",
+        "import numpy as np",
+        f"X = np.load({str(tmp_path / 'images.npy')!r})",
+        recipe.replace('"model.npz"', repr(str(tmp_path / "model.npz"))),
+        'assert not {"pcann", "cv2", "sklearn", "scipy"} & set(sys.modules), sorted(sys.modules)',
+        f"np.save({str(tmp_path / 'p.npy')!r}, p)",
+    ])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), toy_model.predict_proba(images), rtol=1e-12)
@@ -306,7 +305,9 @@ def test_train_only_model_file_on_the_real_test_folder(fruits_dir, tmp_path):
     """The workflow's steps as library calls on the real images (train-only, 2-layer [256],
     200 epochs): the model file classifies the test folder exactly as the run was scored."""
     from pcann.data import load_dataset
-    from pcann.features import pca_arrays, pca_features_and_fit, split_indices, standardise_with_scaler, zscore_arrays
+    from pcann.features import (
+        fit_pca, pca_arrays, pca_features, pca_fit_rows, split_indices, standardise_with_scaler, zscore_arrays,
+    )
     from pcann.grid import Setting
     from pcann.io import save_npz
     from pcann.model import export_model
@@ -317,7 +318,8 @@ def test_train_only_model_file_on_the_real_test_folder(fruits_dir, tmp_path):
     train_idx, val_idx = split_indices(train.y)
     zscored, scaler = standardise_with_scaler(train.X, test.X, train_idx, val_idx, "train-only")
     labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
-    features, pca = pca_features_and_fit(zscored, labels, train.classes, "train-only", 2)
+    pca = fit_pca(pca_fit_rows(zscored, "train-only"), 2)
+    features = pca_features(zscored, labels, train.classes, "train-only", 2, pca=pca)
     setting = Setting("train-only", 2, (256,), 200, 0.005, 16, 1)
     run = train_run(setting, features, {"dtype": "float32", "exp_backend": "opencv"})
     outputs = {name: tmp_path / f"{name}.{ext}" for name, ext in

@@ -203,21 +203,12 @@ def pca_features(
     protocol: str,
     n_components: int,
     n_spectrum: int = 10,
+    pca: PCA | None = None,
 ) -> Features:
-    """Fit PCA on the protocol's rows of ``zscored`` and project train, val and test onto it."""
-    return pca_features_and_fit(zscored, labels, classes, protocol, n_components, n_spectrum)[0]
-
-
-def pca_features_and_fit(
-    zscored: dict[str, np.ndarray],
-    labels: dict[str, np.ndarray],
-    classes: tuple[str, ...],
-    protocol: str,
-    n_components: int,
-    n_spectrum: int = 10,
-) -> tuple[Features, PCA]:
-    """:func:`pca_features`, and the fitted PCA (for :func:`pca_arrays`)."""
-    pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, n_spectrum)
+    """Fit PCA on the protocol's rows of ``zscored`` (or take ``pca``, fitted by
+    :func:`fit_pca` on them) and project train, val and test onto it."""
+    if pca is None:
+        pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, n_spectrum)
     return Features(
         X_train=project(pca, zscored["train"], n_components),
         y_train=labels["train"],
@@ -230,7 +221,7 @@ def pca_features_and_fit(
         n_components=n_components,
         explained_variance_ratio=pca.explained_variance_ratio_[:n_components],
         spectrum=pca.explained_variance_ratio_,
-    ), pca
+    )
 
 
 def build_features(

@@ -75,6 +75,10 @@ PROTOCOL_NOTES = {
 }
 
 
+#: The arrays of the preprocessing, in a model file as in a ``transform.npz``.
+TRANSFORM_ARRAYS = ("zscore_mean", "zscore_scale", "pca_mean", "pca_components")
+
+
 class ModelError(PcannError, ValueError):
     """A model file or an input image is unusable: names the file and what was expected."""
 
@@ -183,10 +187,7 @@ class Model:
 
         arrays = {
             "metadata": np.asarray(json.dumps(self.metadata, sort_keys=True)),
-            "zscore_mean": self.zscore_mean,
-            "zscore_scale": self.zscore_scale,
-            "pca_mean": self.pca_mean,
-            "pca_components": self.pca_components,
+            **{name: getattr(self, name) for name in TRANSFORM_ARRAYS},
         }
         for l, (W, b) in enumerate(zip(self.weights, self.biases), start=1):
             arrays[f"W{l}"], arrays[f"b{l}"] = W, b.reshape(-1)
@@ -215,15 +216,12 @@ def load(path: str | os.PathLike) -> Model:
             f"{path} has model format version {metadata.get('format_version')}; this pcann "
             f"reads version {FORMAT_VERSION}"
         )
-    n_layers = metadata["n_layers"]
+    layers = range(1, metadata["n_layers"] + 1)
     return Model(
         metadata=metadata,
-        zscore_mean=arrays["zscore_mean"],
-        zscore_scale=arrays["zscore_scale"],
-        pca_mean=arrays["pca_mean"],
-        pca_components=arrays["pca_components"],
-        weights=[arrays[f"W{l}"] for l in range(1, n_layers + 1)],
-        biases=[arrays[f"b{l}"] for l in range(1, n_layers + 1)],
+        **{name: arrays[name] for name in TRANSFORM_ARRAYS},
+        weights=[arrays[f"W{l}"] for l in layers],
+        biases=[arrays[f"b{l}"] for l in layers],
         source=str(path),
     )
 
@@ -305,10 +303,7 @@ def export_model(
     }
     return Model(
         metadata=metadata,
-        zscore_mean=transform["zscore_mean"],
-        zscore_scale=transform["zscore_scale"],
-        pca_mean=transform["pca_mean"],
-        pca_components=transform["pca_components"],
+        **{name: transform[name] for name in TRANSFORM_ARRAYS},
         weights=[np.asarray(W, dtype=np.float64) for W in network.weights],
         biases=[np.asarray(b, dtype=np.float64).reshape(-1) for b in network.biases],
         source=str(weights_path),
