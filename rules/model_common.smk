@@ -3,8 +3,6 @@
 
 import re
 
-from pcann.model import ModelError, find_images
-
 
 def run_name(run_dir):
     """A run as tables, reports and predict_runs name it: <protocol>/pca<n>/<run id>."""
@@ -83,6 +81,8 @@ def predict_targets(wildcards):
 def predict_inputs(wildcards):
     """The run's model file and every image under predict_dir (a new or edited image re-runs
     the prediction); an empty or missing folder stops here, naming it."""
+    from pcann.model import ModelError, find_images  # here: OpenCV only when predicting
+
     try:
         images = find_images(predict_dir())
     except ModelError as exc:

@@ -11,6 +11,7 @@ from pcann.evaluation import (
     confusion_matrix,
     confusion_rows,
     evaluation_markdown,
+    gallery_picks,
     per_class_rows,
     prediction_rows,
     save_rows_csv,
@@ -62,12 +63,11 @@ def main(smk):
         save_figure(note_figure(note, title), *smk.output.misclassified_figure)
         return
     save_figure(confusion_figure(matrix, classes, title, label), *smk.output.confusion_figure)
-    wrong = np.flatnonzero(predicted != features.y_test)
-    shown = wrong[: smk.params.gallery_limit]
+    shown, n_wrong = gallery_picks(features.y_test, predicted, smk.params.gallery_limit)
     images = test.X[shown].reshape(len(shown), *test.image_shape)
     gallery = misclassified_figure(
         images, [classes[features.y_test[i]] for i in shown], [classes[predicted[i]] for i in shown],
-        len(wrong), title, label,
+        n_wrong, title, label,
     )
     save_figure(gallery, *smk.output.misclassified_figure)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_snakemake, write_image
 
-from pcann.evaluation import confusion_matrix, per_class_scores
+from pcann.evaluation import confusion_matrix, gallery_picks, per_class_scores
 from pcann.model import FORMAT, FORMAT_VERSION, Model, ModelError, load
 
 TRAIN_ONLY_RUN = "train-only/pca2/hidden=8_epochs=20_lr=0.05_batch=8_seed=1"
@@ -112,6 +112,14 @@ def test_confusion_matrix_and_scores_match_scikit_learn():
     for name, values in zip(("precision", "recall", "f1", "support"), expected):
         np.testing.assert_allclose(scores[name], values, rtol=1e-12)
     assert scores["precision"][3] == 0 and scores["support"][3] == (y_true == 3).sum() > 0
+
+
+def test_gallery_takes_mistakes_from_every_true_class_in_turn():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([1, 1, 1, 0, 0, 1, 0, 2, 0])
+    np.testing.assert_array_equal(gallery_picks(y_true, y_pred, 4)[0], [0, 4, 6, 1])
+    assert gallery_picks(y_true, y_pred, 4)[1] == 6
+    assert len(gallery_picks(y_true, y_true, 24)[0]) == 0
 
 
 def test_missing_model_file_is_named(tmp_path):

@@ -34,6 +34,17 @@ def per_class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
+def gallery_picks(y_true, y_pred, limit: int) -> tuple[np.ndarray, int]:
+    """``(rows, n_wrong)``: up to ``limit`` misclassified rows, taken in turn from each true
+    class (in row order within a class), so that a gallery shows every class's mistakes."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    wrong = np.flatnonzero(y_true != y_pred)
+    by_class = [wrong[y_true[wrong] == k] for k in np.unique(y_true[wrong])]
+    rounds = max((len(rows) for rows in by_class), default=0)
+    order = [rows[i] for i in range(rounds) for rows in by_class if i < len(rows)]
+    return np.asarray(order[:limit], dtype=np.int64), len(wrong)
+
+
 def accuracy(matrix: np.ndarray) -> float:
     total = int(np.sum(matrix))
     return float(np.trace(matrix) / total) if total else float("nan")
