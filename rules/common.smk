@@ -281,7 +281,7 @@ def study_outputs():
     files = []
     for setting in PLOTTED_RUNS:
         files += run_figures(setting)
-        files += evaluation_outputs(setting)  # rules/model.smk
+        files += evaluation_outputs(setting)  # rules/model_common.smk
     files += ["results/tables/model_files.csv", "results/tables/model_files.md"]
     files += pca_outputs(config["protocol"], config["n_components"])
     files += expand("results/tables/{name}.{ext}", name=TABLE_NAMES, ext=["csv", "md"])
