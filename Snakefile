@@ -3,6 +3,7 @@
 #   snakemake --cores 4                                # the embedded demo data
 #   snakemake --cores 4 --config data_dir=PATH         # real data: PATH/Data_train, PATH/Data_test
 #   snakemake --report results/report.html             # the HTML report, after a run
+#   snakemake --cores 4 predict --config predict_dir=PATH   # classify new images
 #
 # rules/common.smk reads and checks the configuration and builds the study plan; each other
 # rules file holds one concern.
@@ -17,10 +18,13 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/model_common.smk"
 include: "rules/data.smk"
 include: "rules/pca.smk"
 include: "rules/train.smk"
+include: "rules/model.smk"
 include: "rules/report.smk"
+include: "rules/predict.smk"
 
 
 rule all:

@@ -6,7 +6,8 @@ rule standardise:
         images="results/data/images.npz",
         split="results/data/split.npz",
     output:
-        "results/features/{protocol}/zscored.npz",
+        zscored="results/features/{protocol}/zscored.npz",
+        zscore="results/features/{protocol}/zscore.npz",
     log:
         "results/logs/standardise/{protocol}.log",
     benchmark:
@@ -23,10 +24,12 @@ rule standardise:
 
 rule fit_pca:
     input:
-        "results/features/{protocol}/zscored.npz",
+        zscored="results/features/{protocol}/zscored.npz",
+        zscore="results/features/{protocol}/zscore.npz",
     output:
         features="results/features/{protocol}/pca{n_components}/features.npz",
         spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
+        transform="results/features/{protocol}/pca{n_components}/transform.npz",
     log:
         "results/logs/fit_pca/{protocol}-pca{n_components}.log",
     benchmark:

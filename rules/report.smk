@@ -165,6 +165,7 @@ rule summary:
         tables=PLAN.table_files("md"),
         spectrum=PLAN.spectrum_file(),
         figures=rules.study_figures.output,
+        evaluation=PLAN.evaluation_summary_files(),
     output:
         "results/summary.md",
     log:

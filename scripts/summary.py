@@ -45,7 +45,27 @@ def main(smk):
     for figure in figures:
         lines.append(f"![{figure.stem}]({_link(figure, out_dir)})")
         lines.append("")
+    lines += evaluation_section(smk.input.get("evaluation", []), out_dir)
     save_text(smk.output[0], "\n".join(lines))
+
+
+def evaluation_section(paths, out_dir):
+    """The model-file table and the headline runs' confusion matrices and misclassified images."""
+    if not paths:
+        return []
+    lines = [
+        "## Model files and test-set evaluation", "",
+        "Each run's `model.npz` classifies new images (`snakemake --cores 4 predict --config "
+        "predict_dir=PATH`, or `scripts/predict.py`). It scales every image with the training "
+        "statistics; under the `study` protocol the test set was z-scored with its own, so the "
+        "model file's test accuracy differs from the reported one:", "",
+    ]
+    for path in map(Path, paths):
+        if path.suffix == ".md":
+            lines += [path.read_text(), ""]
+        else:
+            lines += [f"![{path.parent.name} {path.stem}]({_link(path, out_dir)})", ""]
+    return lines
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -88,13 +88,13 @@ def _wait_for(condition, timeout=20.0):
     raise AssertionError("the report did not show what was expected in time")
 
 
-def test_report_lists_the_four_categories(report, browser):
+def test_report_lists_the_five_categories(report, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(report.as_uri())
     _wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='sweeps']"))
     text = browser.find_element(By.TAG_NAME, "body").text
-    for category in ("data", "PCA", "runs", "sweeps"):
+    for category in ("data", "PCA", "runs", "sweeps", "evaluation"):
         assert category in text.split("\n"), f"category {category!r} missing from the report menu"
 
 
@@ -115,10 +115,14 @@ def test_a_table_renders(report, browser):
 
 
 def test_a_figure_renders(report, browser):
-    from selenium.webdriver.common.by import By
-
     _open_category(browser, report, "PCA")
     _show(browser, "explained variance")
+    assert _shown_png_width(browser) > 300  # a real, decoded PNG, not a broken-image icon
+
+
+def _shown_png_width(browser) -> int:
+    """Width of the first PNG the report shows once it has loaded and decoded."""
+    from selenium.webdriver.common.by import By
 
     def loaded_figures():
         return [
@@ -128,5 +132,10 @@ def test_a_figure_renders(report, browser):
         ]
 
     figure = _wait_for(loaded_figures)[0]
-    width = browser.execute_script("return arguments[0].naturalWidth", figure)
-    assert width > 300  # a real, decoded PNG, not a broken-image icon
+    return browser.execute_script("return arguments[0].naturalWidth", figure)
+
+
+def test_a_confusion_matrix_renders_in_the_evaluation_category(report, browser):
+    _open_category(browser, report, "evaluation")
+    _show(browser, "confusion matrix")
+    assert _shown_png_width(browser) > 300

@@ -82,20 +82,56 @@ def standardise(
     protocol: str,
 ) -> dict[str, np.ndarray]:
     """Z-scored ``train``/``val``/``test`` arrays (float64) under ``protocol``."""
+    return standardise_with_scaler(X_train_folder, X_test, train_idx, val_idx, protocol)[0]
+
+
+def standardise_with_scaler(
+    X_train_folder: np.ndarray,
+    X_test: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    protocol: str,
+) -> tuple[dict[str, np.ndarray], StandardScaler]:
+    """:func:`standardise`, and the scaler that z-scored the training split: the statistics a
+    new image must be scaled with (under ``study`` the test set had its own)."""
     X_train_folder = np.asarray(X_train_folder, dtype=np.float64)
     X_test = np.asarray(X_test, dtype=np.float64)
     if protocol == "study":
-        whole = fit_standardiser(X_train_folder).transform(X_train_folder)
+        scaler = fit_standardiser(X_train_folder)
+        whole = scaler.transform(X_train_folder)
         test = fit_standardiser(X_test).transform(X_test)  # the test set's own statistics
-        return {"train": whole[train_idx], "val": whole[val_idx], "test": test}
+        return {"train": whole[train_idx], "val": whole[val_idx], "test": test}, scaler
     if protocol == "train-only":
         scaler = fit_standardiser(X_train_folder[train_idx])
         return {
             "train": scaler.transform(X_train_folder[train_idx]),
             "val": scaler.transform(X_train_folder[val_idx]),
             "test": scaler.transform(X_test),
-        }
+        }, scaler
     raise PcannError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+
+#: What the z-score statistics of each protocol were computed on (recorded in transform files).
+ZSCORE_FITTED_ON = {"study": "the whole training folder", "train-only": "the training split"}
+
+
+def zscore_arrays(scaler: StandardScaler, protocol: str) -> dict[str, np.ndarray]:
+    """The z-score statistics of ``scaler`` as arrays for a pickle-free ``.npz``: ``x`` becomes
+    ``(x - zscore_mean) / zscore_scale`` (``scale`` is the population std, 1 where it is 0)."""
+    return {
+        "zscore_mean": np.asarray(scaler.mean_, dtype=np.float64),
+        "zscore_scale": np.asarray(scaler.scale_, dtype=np.float64),
+        "zscore_fitted_on": np.asarray(ZSCORE_FITTED_ON[protocol], dtype=str),
+    }
+
+
+def pca_arrays(pca: PCA, n_components: int) -> dict[str, np.ndarray]:
+    """The kept part of a fitted PCA as arrays: ``z`` becomes
+    ``z @ pca_components.T - pca_mean @ pca_components.T`` (scikit-learn's order of operations)."""
+    return {
+        "pca_mean": np.asarray(pca.mean_, dtype=np.float64),
+        "pca_components": np.asarray(pca.components_[:n_components], dtype=np.float64),
+    }
 
 
 def pca_fit_rows(zscored: dict[str, np.ndarray], protocol: str) -> np.ndarray:
@@ -166,9 +202,12 @@ def pca_features(
     protocol: str,
     n_components: int,
     n_spectrum: int = 10,
+    pca: PCA | None = None,
 ) -> Features:
-    """Fit PCA on the protocol's rows of ``zscored`` and project train, val and test onto it."""
-    pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, n_spectrum)
+    """Fit PCA on the protocol's rows of ``zscored`` (or take ``pca``, fitted by
+    :func:`fit_pca` on them) and project train, val and test onto it."""
+    if pca is None:
+        pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, n_spectrum)
     return Features(
         X_train=project(pca, zscored["train"], n_components),
         y_train=labels["train"],

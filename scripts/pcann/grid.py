@@ -239,14 +239,19 @@ def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
     return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
 
 
-def estimated_seconds(setting: Setting, n_train: int, epochs: int | None = None) -> float:
-    """Rough single-core time of ``epochs`` epochs of a setting (default: all of them).
+def estimated_seconds(
+    setting: Setting, n_train: int, epochs: int | None = None, n_classes: int = 3, n_val: int | None = None
+) -> float:
+    """Rough single-core time of ``epochs`` epochs of a setting (default: all of them) on
+    ``n_train`` training samples of ``n_classes`` classes, with ``n_val`` validation samples
+    (default a quarter of ``n_train``) scored every epoch.
 
     Per SGD step: a fixed cost of Python/numpy calls plus the multiply-adds of forward and
     backward passes (about 6 per weight per sample) at a conservative 20 GFLOP/s.
     """
     epochs = setting.epochs if epochs is None else epochs
-    sizes = (setting.n_components, *setting.hidden, 3)
+    n_val = n_train // 4 if n_val is None else n_val
+    sizes = (setting.n_components, *setting.hidden, n_classes)
     weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     steps = epochs * -(-n_train // setting.batch_size)
     flops = 6.0 * weights * epochs * n_train * 1.25  # +25 %: evaluation passes

@@ -27,6 +27,8 @@ from .grid import (
 
 #: Every figure is written twice: PNG for the report and the summary, SVG for print.
 FIGURE_FORMATS = ("png", "svg")
+#: Every evaluated run's reported test accuracy beside its model file's.
+MODEL_FILES_TABLE = {"csv": "results/tables/model_files.csv", "md": "results/tables/model_files.md"}
 #: The comparisons of the headline runs, when the plan has them: table name -> figure title.
 COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
 
@@ -69,7 +71,7 @@ class StudyPlan:
         self.rows: list[PlanRow] = study_plan(config)
         self.settings: list[Setting] = unique_settings(self.rows)
         self.plot_runs = plot_runs_mode(config["plot_runs"], len(self.settings))
-        #: The runs that get per-run figures.
+        #: The runs that get per-run figures, a model file and a test-set evaluation.
         self.plotted: list[Setting] = plotted_settings(self.rows, self.plot_runs)
         #: run -> the shorter run it continues (epochs sweeps; see :func:`pcann.grid.shorter_runs`)
         self.continued: dict[Setting, Setting] = (
@@ -121,6 +123,26 @@ class StudyPlan:
             path
             for name in ("curves", "decision_regions")
             for path in figure_files(f"{setting.run_dir}/{name}")
+        ]
+
+    @staticmethod
+    def evaluation_files(setting: Setting) -> list[str]:
+        """A run's model file and what its test-set evaluation draws and writes for a reader."""
+        run_dir = setting.run_dir
+        return [
+            f"{run_dir}/model.npz",
+            f"{run_dir}/evaluation.md",
+            *figure_files(f"{run_dir}/confusion"),
+            *figure_files(f"{run_dir}/misclassified"),
+        ]
+
+    def evaluation_summary_files(self) -> list[str]:
+        """What the summary shows of the evaluations: the model-file table, and the headline
+        runs' confusion matrices and misclassified images."""
+        return [MODEL_FILES_TABLE["md"]] + [
+            f"{row.setting.run_dir}/{name}.png"
+            for row in self.headline
+            for name in ("confusion", "misclassified")
         ]
 
     # --- tables -----------------------------------------------------------------------------
@@ -196,7 +218,12 @@ class StudyPlan:
         asked for twice is one more lookup per run when Snakemake plans. The figures are all
         listed, as Snakemake re-runs a job only for its missing outputs that some job asks for.
         """
-        files = [path for setting in self.plotted for path in self.run_figures(setting)]
+        files = [
+            path
+            for setting in self.plotted
+            for path in (*self.run_figures(setting), *self.evaluation_files(setting))
+        ]
+        files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
         files += ["results/tables/runs.csv", "results/summary.md"]

@@ -272,12 +272,73 @@ def samples_figure(images, per_class: int = 8, data_label: str | None = None):
             ax.set_xticks([])
             ax.set_yticks([])
             if col < len(picks):
-                image = images.X[picks[col]].reshape(images.image_shape)
-                if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV's BGR(A) to RGB for display
-                    image = image[:, :, 2::-1]
-                ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=np.iinfo(image.dtype).max
-                          if np.issubdtype(image.dtype, np.integer) else None)
+                show_image(ax, images.X[picks[col]].reshape(images.image_shape))
             if col == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center")
     fig.suptitle(titled("Training images by class", data_label))
+    return fig
+
+
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw an image as OpenCV decoded it (BGR(A) shown as RGB, one channel as grey)."""
+    if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV's BGR(A) to RGB for display
+        image = image[:, :, 2::-1]
+    ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=np.iinfo(image.dtype).max
+              if np.issubdtype(image.dtype, np.integer) else None)
+
+
+#: Up to this many classes, the confusion matrix figure labels every class and writes counts.
+CONFUSION_LABEL_LIMIT = 30
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str,
+                     data_label: str | None = None):
+    """The confusion matrix as a heat map of row shares (the recall of each true class), with
+    the counts written in the cells. Beyond ``CONFUSION_LABEL_LIMIT`` classes the cells are too
+    small for text: only the shares are drawn, with every k-th class named."""
+    matrix = np.asarray(matrix)
+    n = len(classes)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = min(12.0, max(4.8, 0.55 * n + 2.5))
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    step = 1 if n <= CONFUSION_LABEL_LIMIT else int(np.ceil(n / CONFUSION_LABEL_LIMIT))
+    ticks = np.arange(0, n, step)
+    labels = [classes[i] for i in ticks]
+    ax.set_xticks(ticks, labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center",
+                  fontsize="small" if n <= CONFUSION_LABEL_LIMIT else "x-small")
+    ax.set_yticks(ticks, labels, fontsize="small" if n <= CONFUSION_LABEL_LIMIT else "x-small")
+    if n <= CONFUSION_LABEL_LIMIT:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize="small" if n <= 10 else 6,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    note = "" if n <= CONFUSION_LABEL_LIMIT else f"\n{n} classes: every {step}th named; counts in confusion.csv"
+    ax.set_title(titled(f"{title}\ntest accuracy {accuracy:.4f}{note}", data_label))
+    return fig
+
+
+def misclassified_figure(images: np.ndarray, true: Sequence[str], predicted: Sequence[str],
+                         n_total: int, title: str, data_label: str | None = None,
+                         columns: int = 6):
+    """A gallery of misclassified images, each captioned with its true and predicted class;
+    ``n_total`` is how many were misclassified in all (the gallery may show fewer)."""
+    n = len(images)
+    if n == 0:
+        return note_figure("No test image is misclassified.", titled(title, data_label))
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.75 * columns, 1.95 * rows + 0.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, t, p in zip(axes.flat, images, true, predicted):
+        show_image(ax, image)
+        ax.set_title(f"true {t}\npred. {p}", fontsize=7)
+    shown = f"all {n}" if n == n_total else f"{n} of {n_total}"
+    fig.suptitle(titled(f"{title}\nmisclassified test images: {shown}", data_label), fontsize="medium")
+    fig.tight_layout()
     return fig

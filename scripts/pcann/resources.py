@@ -1,0 +1,107 @@
+"""What each job of the workflow needs, from the size of the data: memory and time.
+
+The rules ask Slurm (or the local scheduler) for these, and the preprocessing jobs check, before
+they load anything, that what they were given covers what they need: a job that would not fit
+stops with a message that names the data's size and the resource to raise, rather than being
+killed by the system with an empty log. Every figure is an estimate with a margin; the
+benchmarks (``benchmarks/bench_scale.py``, ``benchmarks/bench_estimates.py``) print each one
+beside what was measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import PcannError
+from .streaming import memory_bytes, passes_estimate
+
+MB = 2**20
+#: An interpreter with numpy, OpenCV, scikit-learn and pandas imported.
+BASE_MB = 300
+#: Memory is asked for with this margin over the estimate.
+MARGIN = 1.25
+#: Below this size the float64 copy of the rows PCA is fitted on is made in memory and PCA is
+#: scikit-learn's exact ARPACK solver; above it, statistics and components are streamed.
+EXACT_PCA_MAX_BYTES = 512 * MB
+#: Conservative single-core rates: decoding a PNG, per sample; a streaming pass, per sample.
+DECODE_SECONDS_PER_SAMPLE = 80e-9
+PASS_SECONDS_PER_SAMPLE = 20e-9
+#: The shortest time limit any job gets, in minutes.
+MIN_RUNTIME_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """The size of a dataset as planning sees it (one stat per file, one decoded image)."""
+
+    n_train_folder: int
+    n_test: int
+    n_features: int
+    n_classes: int
+    itemsize: int = 1  # bytes per image sample: 1 for 8-bit images
+
+    @property
+    def n_images(self) -> int:
+        return self.n_train_folder + self.n_test
+
+    @property
+    def image_bytes(self) -> int:
+        return self.n_images * self.n_features * self.itemsize
+
+    def describe(self) -> str:
+        return (
+            f"{self.n_images:,} images ({self.n_train_folder:,} training, {self.n_test:,} test) "
+            f"of {self.n_features:,} samples, {self.image_bytes / 2**30:.2f} GiB as decoded"
+        )
+
+
+def pca_solver(requested: str, size: DataSize) -> str:
+    """``exact`` or ``streaming``: ``auto`` streams once a float64 copy of the training folder
+    would exceed :data:`EXACT_PCA_MAX_BYTES`."""
+    if requested != "auto":
+        return requested
+    return "exact" if size.n_train_folder * size.n_features * 8 <= EXACT_PCA_MAX_BYTES else "streaming"
+
+
+def _mb(n_bytes: float) -> int:
+    return int(math.ceil((BASE_MB * MB + n_bytes) * MARGIN / MB))
+
+
+def _minutes(seconds: float) -> int:
+    return max(MIN_RUNTIME_MINUTES, int(math.ceil(3 * seconds / 60)))
+
+
+def load_images_mem_mb(size: DataSize) -> int:
+    """The decoded images, held once, and the PNG bytes in flight."""
+    return _mb(size.image_bytes)
+
+
+def load_images_runtime(size: DataSize, threads: int = 1) -> int:
+    return _minutes(size.n_images * size.n_features * DECODE_SECONDS_PER_SAMPLE / max(1, threads))
+
+
+def preprocessing_mem_mb(size: DataSize, solver: str, k: int = 10) -> int:
+    """z-scoring or PCA: the images, and either one float64 chunk at a time (streaming) or the
+    z-scored float64 copies the exact solver works on (training folder and test set, and
+    scikit-learn's centred copy of the rows it fits)."""
+    if solver == "streaming":
+        return _mb(memory_bytes(size.n_images, size.n_features, size.itemsize, k))
+    return _mb(size.image_bytes + 8 * size.n_features * (3 * size.n_train_folder + size.n_test))
+
+
+def preprocessing_runtime(size: DataSize, solver: str, k: int = 10) -> int:
+    passes = passes_estimate(k) if solver == "streaming" else 4
+    block = min(k + 8, size.n_features)
+    return _minutes(passes * size.n_images * size.n_features * block * PASS_SECONDS_PER_SAMPLE)
+
+
+def check_memory(needed_mb: int, given_mb, size: DataSize, rule: str) -> None:
+    """Stop before loading anything when the memory a job was given cannot hold what it needs."""
+    if given_mb is None:
+        return
+    if int(given_mb) < needed_mb:
+        raise PcannError(
+            f"this {rule} job needs about {needed_mb} MB for {size.describe()}, but was given "
+            f"mem_mb={int(given_mb)}; raise it, e.g. snakemake ... --set-resources {rule}:mem_mb={needed_mb}"
+        )
