@@ -3,6 +3,7 @@ import math
 import os
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import snakemake.utils
@@ -29,6 +30,14 @@ from pcann.plan import (
     features_file,
     figure_files,
 )  # noqa: E402
+from pcann.resources import (  # noqa: E402
+    DataSize,
+    load_images_mem_mb,
+    load_images_runtime,
+    pca_solver,
+    preprocessing_mem_mb,
+    preprocessing_runtime,
+)
 from pcann.training import shared_params  # noqa: E402
 
 # --- configuration ----------------------------------------------------------------------------
@@ -56,10 +65,13 @@ DATA_LABEL = DEMO_BANNER if USE_DEMO else None
 if USE_DEMO:
     DATA_DIR = Path("results/demo_data")
     IMAGE_SCAN = None
-    N_TRAIN_FOLDER = config["demo"]["n_classes"] * config["demo"]["n_train_per_class"]
+    N_CLASSES = config["demo"]["n_classes"]
+    N_TRAIN_FOLDER = N_CLASSES * config["demo"]["n_train_per_class"]
+    N_TEST = N_CLASSES * config["demo"]["n_test_per_class"]
     N_FEATURES = config["demo"]["image_size"] ** 2 * {"grey": 1, "color": 3}.get(
         config["read_mode"], 4
     )
+    ITEMSIZE = 1
     logger.warning(
         f"\n*** {DEMO_BANNER} ***\n"
         "*** No data_dir configured: running on the embedded demo data set.\n"
@@ -73,14 +85,22 @@ else:
         DATA_DIR, [config["train_folder"], config["test_folder"]]
     )
     N_TRAIN_FOLDER = IMAGE_SCAN.counts[config["train_folder"]]
-    N_FEATURES = (
-        read_image(IMAGE_SCAN.first_image, config["read_mode"]).size
+    N_TEST = IMAGE_SCAN.counts[config["test_folder"]]
+    N_CLASSES = IMAGE_SCAN.n_classes
+    _first = (
+        read_image(IMAGE_SCAN.first_image, config["read_mode"])
         if IMAGE_SCAN.first_image
-        else 0
+        else None
     )
+    N_FEATURES = _first.size if _first is not None else 0
+    ITEMSIZE = _first.itemsize if _first is not None else 1
+
+#: The data's size, from which the preprocessing jobs' solver, memory and time limits follow.
+DATA_SIZE = DataSize(N_TRAIN_FOLDER, N_TEST, N_FEATURES, N_CLASSES, ITEMSIZE)
+PCA_SOLVER = pca_solver(config["pca_solver"], DATA_SIZE)
 
 # --- the study plan ---------------------------------------------------------------------------
-PLAN = StudyPlan(config, N_TRAIN_FOLDER)
+PLAN = StudyPlan(config, N_TRAIN_FOLDER, N_CLASSES)
 # Impossible batch sizes or component counts stop the run here, before any job.
 check_plan_fits_data(PLAN.settings, config, N_TRAIN_FOLDER, N_FEATURES)
 #: The training options shared by every run; changing one re-runs every training job.

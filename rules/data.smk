@@ -34,8 +34,8 @@ rule load_images:
     # decoding is most of the loading, and OpenCV decodes on several threads at once
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=load_images_mem_mb(DATA_SIZE),
+        runtime=load_images_runtime(DATA_SIZE, threads=2),
     params:
         data_dir=str(DATA_DIR),
         train_folder=config["train_folder"],

@@ -6,7 +6,6 @@ rule standardise:
         images="results/data/images.npz",
         split="results/data/split.npz",
     output:
-        zscored="results/features/{protocol}/zscored.npz",
         zscore="results/features/{protocol}/zscore.npz",
     log:
         "results/logs/standardise/{protocol}.log",
@@ -16,15 +15,19 @@ rule standardise:
         "../envs/pcann.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=preprocessing_mem_mb(DATA_SIZE, PCA_SOLVER),
+        runtime=preprocessing_runtime(DATA_SIZE, "exact"),
+    params:
+        data_size=asdict(DATA_SIZE),
+        solver=PCA_SOLVER,
     script:
         "../scripts/standardise.py"
 
 
 rule fit_pca:
     input:
-        zscored="results/features/{protocol}/zscored.npz",
+        images="results/data/images.npz",
+        split="results/data/split.npz",
         zscore="results/features/{protocol}/zscore.npz",
     output:
         features="results/features/{protocol}/pca{n_components}/features.npz",
@@ -38,10 +41,16 @@ rule fit_pca:
         "../envs/pcann.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=preprocessing_mem_mb(
+            DATA_SIZE, PCA_SOLVER, config["spectrum_components"]
+        ),
+        runtime=preprocessing_runtime(
+            DATA_SIZE, PCA_SOLVER, config["spectrum_components"]
+        ),
     params:
         spectrum_components=config["spectrum_components"],
+        data_size=asdict(DATA_SIZE),
+        solver=PCA_SOLVER,
     script:
         "../scripts/fit_pca.py"
 

@@ -13,7 +13,7 @@ if str(REPO / "scripts") not in sys.path:
     sys.path.insert(0, str(REPO / "scripts"))
 
 from pcann.data import ImageSet  # noqa: E402
-from pcann.features import Features, pca_features, split_indices, standardise  # noqa: E402
+from pcann.features import Features, fit_and_project, split_indices, zscore_statistics  # noqa: E402
 
 #: What a workflow copy needs; results/ and Snakemake's state are never copied.
 WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")
@@ -54,8 +54,8 @@ def build_features(
     val_fraction: float = 0.2,
     split_seed: int = 10,
 ) -> Features:
-    """Split, z-score and project a dataset in one call (the workflow runs these as rules)."""
+    """Split, z-score and project a dataset in one call, as the workflow's rules do in turn
+    (with the exact solver)."""
     train_idx, val_idx = split_indices(train.y, val_fraction, split, split_seed)
-    zscored = standardise(train.X, test.X, train_idx, val_idx, protocol)
-    labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
-    return pca_features(zscored, labels, train.classes, protocol, n_components)
+    stats = zscore_statistics(train.X, test.X, train_idx, protocol, "exact")
+    return fit_and_project(train, test, train_idx, val_idx, stats, protocol, n_components, 10, "exact")[0]

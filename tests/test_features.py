@@ -25,6 +25,21 @@ def _zscore(X, reference):
     return (X - mean) / std
 
 
+def standardise(X_train_folder, X_test, train_idx, val_idx, protocol):
+    """The z-scored sets as the study computed them, with scikit-learn's StandardScaler: the
+    reference the workflow's statistics are held to."""
+    from sklearn.preprocessing import StandardScaler
+
+    X_train_folder, X_test = X_train_folder.astype(np.float64), X_test.astype(np.float64)
+    if protocol == "study":
+        whole = StandardScaler().fit_transform(X_train_folder)
+        return {"train": whole[train_idx], "val": whole[val_idx],
+                "test": StandardScaler().fit_transform(X_test)}
+    scaler = StandardScaler().fit(X_train_folder[train_idx])
+    return {part: scaler.transform(X) for part, X in
+            (("train", X_train_folder[train_idx]), ("val", X_train_folder[val_idx]), ("test", X_test))}
+
+
 def _pca_numpy(fit_rows, n_components):
     """PCA by eigen-decomposition of the covariance: axes, sign-free, and variance ratios."""
     centred = fit_rows - fit_rows.mean(axis=0)
@@ -142,7 +157,7 @@ def test_real_data_pca_equals_the_full_svd(fruits_dir):
     """fit_pca's ARPACK solver gives the full SVD's components on the study's 1470 x 3072 rows."""
     from sklearn.decomposition import PCA
 
-    from pcann.features import fit_pca, pca_fit_rows, standardise
+    from pcann.features import fit_pca, pca_fit_rows
 
     train, test = load_dataset(fruits_dir)
     train_idx, val_idx = split_indices(train.y, 0.2, "study", 10)
@@ -229,7 +244,7 @@ def test_real_data_streaming_pca_equals_the_exact_arpack_result(fruits_dir, prot
     """On the study's images, the streamed z-scores and components project every set as
     today's exact ARPACK PCA of the in-memory z-scored copy does: to 1e-6 relative (up to sign;
     the signs follow scikit-learn's convention, so they agree too)."""
-    from pcann.features import fit_pca, pca_fit_rows, standardise
+    from pcann.features import fit_pca, pca_fit_rows
     from pcann.streaming import Standardised, column_statistics, principal_components
 
     train, test = load_dataset(fruits_dir)

@@ -315,7 +315,7 @@ def test_train_only_model_file_on_the_real_test_folder(fruits_dir, tmp_path):
     200 epochs): the model file classifies the test folder exactly as the run was scored."""
     from pcann.data import load_dataset
     from pcann.features import (
-        fit_pca, pca_arrays, pca_features, pca_fit_rows, split_indices, standardise_with_scaler, zscore_arrays,
+        fit_and_project, split_indices, zscore_statistics,
     )
     from pcann.grid import Setting
     from pcann.io import save_npz
@@ -325,16 +325,14 @@ def test_train_only_model_file_on_the_real_test_folder(fruits_dir, tmp_path):
 
     train, test = load_dataset(fruits_dir, mode="color")
     train_idx, val_idx = split_indices(train.y)
-    zscored, scaler = standardise_with_scaler(train.X, test.X, train_idx, val_idx, "train-only")
-    labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
-    pca = fit_pca(pca_fit_rows(zscored, "train-only"), 2)
-    features = pca_features(zscored, labels, train.classes, "train-only", 2, pca=pca)
+    stats = zscore_statistics(train.X, test.X, train_idx, "train-only", "exact")
+    features, pca = fit_and_project(train, test, train_idx, val_idx, stats, "train-only", 2, 10, "exact")
     setting = Setting("train-only", 2, (256,), 200, 0.005, 16, 1)
     run = train_run(setting, features, {"dtype": "float32", "exp_backend": "opencv"})
     outputs = {name: tmp_path / f"{name}.{ext}" for name, ext in
                (("history", "csv"), ("weights", "npz"), ("timing", "json"), ("metrics", "json"))}
     save_run(outputs, run)
-    save_npz(tmp_path / "transform.npz", **zscore_arrays(scaler, "train-only"), **pca_arrays(pca, 2),
+    save_npz(tmp_path / "transform.npz", **stats, **pca,
              classes=np.asarray(train.classes), image_shape=np.asarray(train.image_shape),
              image_dtype=np.asarray(str(train.X.dtype)), protocol=np.asarray("train-only"))
     model = export_model(weights_path=outputs["weights"], transform_path=tmp_path / "transform.npz",

@@ -288,15 +288,27 @@ def save_dataset(path: str | os.PathLike, train: ImageSet, test: ImageSet, data_
     )
 
 
-def load_saved_dataset(path: str | os.PathLike) -> tuple[ImageSet, ImageSet, str]:
-    """Inverse of :func:`save_dataset`: ``(train, test, data_label)``."""
+#: The arrays of each split in the file :func:`save_dataset` writes.
+SAVED_SPLITS = {
+    "train": ("X_train_folder", "y_train_folder", "train_files"),
+    "test": ("X_test", "y_test", "test_files"),
+}
+
+
+def load_saved_dataset(
+    path: str | os.PathLike, splits=("train", "test")
+) -> tuple[ImageSet | None, ImageSet | None, str]:
+    """Inverse of :func:`save_dataset`: ``(train, test, data_label)``; a split not in ``splits``
+    is not read and comes back as ``None``."""
     from .io import load_npz
 
-    arrays = load_npz(path)
+    keys = ["classes", "image_shape", "data_label"] + [k for s in splits for k in SAVED_SPLITS[s]]
+    arrays = load_npz(path, keys)
     classes = tuple(str(c) for c in arrays["classes"])
     shape = tuple(int(s) for s in arrays["image_shape"])
-    train = ImageSet(arrays["X_train_folder"], arrays["y_train_folder"], classes,
-                     tuple(map(str, arrays["train_files"])), shape)
-    test = ImageSet(arrays["X_test"], arrays["y_test"], classes,
-                    tuple(map(str, arrays["test_files"])), shape)
-    return train, test, str(arrays["data_label"])
+    loaded = {
+        split: ImageSet(arrays[X], arrays[y], classes, tuple(map(str, arrays[files])), shape)
+        for split, (X, y, files) in SAVED_SPLITS.items()
+        if split in splits
+    }
+    return loaded.get("train"), loaded.get("test"), str(arrays["data_label"])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import PcannError
+from .data import ImageSet
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -74,55 +75,8 @@ def fit_standardiser(X: np.ndarray) -> StandardScaler:
     return StandardScaler().fit(np.asarray(X, dtype=np.float64))
 
 
-def standardise(
-    X_train_folder: np.ndarray,
-    X_test: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    protocol: str,
-) -> dict[str, np.ndarray]:
-    """Z-scored ``train``/``val``/``test`` arrays (float64) under ``protocol``."""
-    return standardise_with_scaler(X_train_folder, X_test, train_idx, val_idx, protocol)[0]
-
-
-def standardise_with_scaler(
-    X_train_folder: np.ndarray,
-    X_test: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    protocol: str,
-) -> tuple[dict[str, np.ndarray], StandardScaler]:
-    """:func:`standardise`, and the scaler that z-scored the training split: the statistics a
-    new image must be scaled with (under ``study`` the test set had its own)."""
-    X_train_folder = np.asarray(X_train_folder, dtype=np.float64)
-    X_test = np.asarray(X_test, dtype=np.float64)
-    if protocol == "study":
-        scaler = fit_standardiser(X_train_folder)
-        whole = scaler.transform(X_train_folder)
-        test = fit_standardiser(X_test).transform(X_test)  # the test set's own statistics
-        return {"train": whole[train_idx], "val": whole[val_idx], "test": test}, scaler
-    if protocol == "train-only":
-        scaler = fit_standardiser(X_train_folder[train_idx])
-        return {
-            "train": scaler.transform(X_train_folder[train_idx]),
-            "val": scaler.transform(X_train_folder[val_idx]),
-            "test": scaler.transform(X_test),
-        }, scaler
-    raise PcannError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-
-
 #: What the z-score statistics of each protocol were computed on (recorded in transform files).
 ZSCORE_FITTED_ON = {"study": "the whole training folder", "train-only": "the training split"}
-
-
-def zscore_arrays(scaler: StandardScaler, protocol: str) -> dict[str, np.ndarray]:
-    """The z-score statistics of ``scaler`` as arrays for a pickle-free ``.npz``: ``x`` becomes
-    ``(x - zscore_mean) / zscore_scale`` (``scale`` is the population std, 1 where it is 0)."""
-    return {
-        "zscore_mean": np.asarray(scaler.mean_, dtype=np.float64),
-        "zscore_scale": np.asarray(scaler.scale_, dtype=np.float64),
-        "zscore_fitted_on": np.asarray(ZSCORE_FITTED_ON[protocol], dtype=str),
-    }
 
 
 def pca_arrays(pca: PCA, n_components: int) -> dict[str, np.ndarray]:
@@ -271,3 +225,98 @@ def spectrum_table(spectrum: np.ndarray, n_components: int):
             "kept": np.arange(1, len(spectrum) + 1) <= n_components,
         }
     )
+
+
+# --- The preprocessing jobs: statistics, then PCA and projections ------------------------------
+#
+# Nothing z-scored is stored: the z-score job keeps the statistics, and the PCA job z-scores the
+# images again as it needs them. Two solvers (resources.pca_solver picks one by the data's size):
+# ``exact`` z-scores in memory and runs scikit-learn, exactly as the study was computed;
+# ``streaming`` never holds a float copy of the images (pcann.streaming).
+
+SOLVERS = ("exact", "streaming")
+
+
+def zscore_statistics(
+    X_train_folder: np.ndarray, X_test: np.ndarray, train_idx: np.ndarray, protocol: str, solver: str
+) -> dict[str, np.ndarray]:
+    """The z-score statistics ``protocol`` uses, as pickle-free arrays: ``zscore_mean`` and
+    ``zscore_scale`` of the training data (the whole training folder under ``study``, the
+    training split under ``train-only``: what a new image is scaled with), and under ``study``
+    also the test set's own, ``test_zscore_mean`` and ``test_zscore_scale``."""
+    if protocol not in PROTOCOLS:
+        raise PcannError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    fit_rows = None if protocol == "study" else np.asarray(train_idx)
+    if solver == "exact":
+        def statistics(X, rows):
+            scaler = fit_standardiser(X if rows is None else X[rows])
+            return scaler.mean_, scaler.scale_
+    else:
+        from .streaming import column_statistics as statistics
+    mean, scale = statistics(X_train_folder, fit_rows)
+    arrays = {"zscore_mean": mean, "zscore_scale": scale,
+              "zscore_fitted_on": np.asarray(ZSCORE_FITTED_ON[protocol], dtype=str)}
+    if protocol == "study":
+        arrays["test_zscore_mean"], arrays["test_zscore_scale"] = statistics(X_test, None)
+    return arrays
+
+
+def _test_statistics(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    if "test_zscore_mean" in stats:  # the study's test set: its own statistics
+        return stats["test_zscore_mean"], stats["test_zscore_scale"]
+    return stats["zscore_mean"], stats["zscore_scale"]
+
+
+def fit_and_project(
+    train: ImageSet,
+    test: ImageSet,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    stats: dict,
+    protocol: str,
+    n_components: int,
+    n_spectrum: int,
+    solver: str,
+) -> tuple[Features, dict[str, np.ndarray]]:
+    """PCA of the protocol's z-scored training rows, and every set's coordinates on it:
+    ``(features, pca arrays)`` (see :func:`pca_arrays`)."""
+    labels = {"train": train.y[train_idx], "val": train.y[val_idx], "test": test.y}
+    mean, scale = stats["zscore_mean"], stats["zscore_scale"]
+    test_mean, test_scale = _test_statistics(stats)
+    if solver == "exact":
+        # z-scored as StandardScaler.transform does it (subtract, then divide, in float64)
+        def zscore(X, m, s):
+            return (np.asarray(X, dtype=np.float64) - m) / s
+
+        zscored = {
+            "train": zscore(train.X[train_idx], mean, scale),
+            "val": zscore(train.X[val_idx], mean, scale),
+            "test": zscore(test.X, test_mean, test_scale),
+        }
+        pca = fit_pca(pca_fit_rows(zscored, protocol), n_components, n_spectrum)
+        return pca_features(zscored, labels, train.classes, protocol, n_components, pca=pca), pca_arrays(
+            pca, n_components
+        )
+    from .streaming import Standardised, principal_components
+
+    fit_rows = np.concatenate([train_idx, val_idx]) if protocol == "study" else np.asarray(train_idx)
+    check_n_components(n_components, len(fit_rows), train.n_features)
+    n_fit = min(max(n_components, n_spectrum), len(fit_rows), train.n_features)
+    found = principal_components(Standardised(train.X, fit_rows, mean, scale), n_fit)
+    axes = found.components[:n_components].T
+    features = Features(
+        X_train=Standardised(train.X, np.asarray(train_idx), mean, scale).times(axes),
+        y_train=labels["train"],
+        X_val=Standardised(train.X, np.asarray(val_idx), mean, scale).times(axes),
+        y_val=labels["val"],
+        X_test=Standardised(test.X, np.arange(len(test.X)), test_mean, test_scale).times(axes),
+        y_test=labels["test"],
+        classes=tuple(train.classes),
+        protocol=protocol,
+        n_components=n_components,
+        explained_variance_ratio=found.explained_variance_ratio[:n_components],
+        spectrum=found.explained_variance_ratio,
+    )
+    # the fit rows' z-scores are centred by construction: PCA's own centring is zero
+    arrays = {"pca_mean": np.zeros(train.n_features), "pca_components": found.components[:n_components]}
+    return features, arrays

@@ -292,7 +292,9 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
     return continued
 
 
-def schedule_estimates(settings, continued: dict, n_train: int) -> dict[Setting, tuple[float, float]]:
+def schedule_estimates(
+    settings, continued: dict, n_train: int, n_classes: int = 3
+) -> dict[Setting, tuple[float, float]]:
     """``setting -> (own, path)`` estimated seconds: ``own`` is the job's training (the epochs
     after the run it continues), ``path`` that plus the longest chain of runs that continue it.
 
@@ -303,7 +305,7 @@ def schedule_estimates(settings, continued: dict, n_train: int) -> dict[Setting,
     own = {}
     for setting in settings:
         start = continued[setting].epochs if setting in continued else 0
-        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start)
+        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start, n_classes)
     path = dict(own)
     # a run's continuations have more epochs: settle the longest first
     for setting in sorted(own, key=lambda s: s.epochs, reverse=True):

@@ -65,10 +65,11 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file, never unpickling anything."""
+def load_npz(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
+    """Read the arrays ``keys`` (default: every array) of an ``.npz`` file, never unpickling
+    anything; the others are not read at all (the images of a large dataset are gigabytes)."""
     with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+        return {name: archive[name] for name in (archive.files if keys is None else keys)}
 
 
 def save_json(path: str | os.PathLike, data: dict) -> None:

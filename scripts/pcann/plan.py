@@ -62,10 +62,11 @@ class StudyPlan:
     """Everything a configuration asks for, derived once.
 
     ``config`` is the checked configuration; ``n_train_folder``, the number of images in the
-    training folder, sizes the training jobs' estimated run times (their priorities).
+    training folder, and ``n_classes`` size the training jobs' estimated run times (their
+    priorities and time limits).
     """
 
-    def __init__(self, config: dict, n_train_folder: int):
+    def __init__(self, config: dict, n_train_folder: int, n_classes: int = 3):
         self.protocol = config["protocol"]
         self.n_components = config["n_components"]
         self.rows: list[PlanRow] = study_plan(config)
@@ -79,11 +80,13 @@ class StudyPlan:
             if config["training"]["continue_shorter_runs"]
             else {}
         )
-        self._n_train_folder = n_train_folder
+        self._n_train_folder, self._n_classes = n_train_folder, n_classes
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: estimate
-            for run, estimate in schedule_estimates(self.settings, self.continued, n_train_folder).items()
+            for run, estimate in schedule_estimates(
+                self.settings, self.continued, n_train_folder, n_classes
+            ).items()
         }
         self.shorter_run: dict[str, str] = {
             run.run_dir: shorter.run_dir for run, shorter in self.continued.items()
@@ -110,7 +113,7 @@ class StudyPlan:
         continues no run and is continued by none."""
         estimate = self.estimates.get(setting.run_dir)
         if estimate is None:
-            seconds = estimated_seconds(setting, self._n_train_folder)
+            seconds = estimated_seconds(setting, self._n_train_folder, n_classes=self._n_classes)
             estimate = (seconds, seconds)
         return estimate
 

@@ -153,7 +153,7 @@ def principal_components(
 def memory_bytes(n_images: int, n_features: int, image_itemsize: int = 1, k: int = 10) -> int:
     """What a job that holds the images and streams over them needs: the images, one float64
     chunk and its temporaries (three of them at once), and the blocks of vectors."""
-    chunk = chunk_rows(n_features) * n_features * 8
+    chunk = min(n_images, chunk_rows(n_features)) * n_features * 8
     vectors = 6 * n_features * min(k + 8, n_features) * 8
     return n_images * n_features * image_itemsize + 3 * chunk + vectors
 
