@@ -21,6 +21,29 @@ FIGURE_FORMATS = ("png", "svg")
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
 
+#: Legends name at most this many classes; a figure of more says how many it leaves out.
+LEGEND_CLASSES = 20
+#: The sample figure shows at most this many classes, spread over all of them.
+SAMPLE_CLASSES = 20
+
+
+def legend_label(index: int, name: str, n_classes: int) -> str:
+    """A class's legend entry: its name for the first :data:`LEGEND_CLASSES` - 1 classes of a
+    large set (all of a small one), no entry for the rest (see :func:`class_legend`)."""
+    return name if n_classes <= LEGEND_CLASSES or index < LEGEND_CLASSES - 1 else "_nolegend_"
+
+
+def class_legend(ax, n_classes: int, **kwargs) -> None:
+    """The legend of a figure coloured by class, with one entry for the classes it leaves out."""
+    handles, labels = ax.get_legend_handles_labels()
+    if n_classes > LEGEND_CLASSES:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(f"... {n_classes - (LEGEND_CLASSES - 1)} more classes (colours repeat)")
+    ax.legend(handles, labels, **kwargs)
+
+
 def class_style(index: int) -> dict:
     """Colour and marker of class ``index``: both differ, so figures survive greyscale printing."""
     return {"color": plt.get_cmap("tab10")(index % 10), "marker": MARKERS[index % len(MARKERS)]}
@@ -78,10 +101,12 @@ def projection_figure(
             xs, ys = rows[:, 0], rows[:, 1]
         else:  # one component: spread the classes on separate rows
             xs, ys = rows[:, 0], np.full(len(rows), index, dtype=float)
-        ax.scatter(xs, ys, s=14, alpha=0.7, edgecolors="none", label=name, **class_style(index))
+        ax.scatter(xs, ys, s=14, alpha=0.7, edgecolors="none",
+                   label=legend_label(index, name, len(classes)), **class_style(index))
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2" if X.shape[1] >= 2 else "class")
-    ax.legend(title="class", markerscale=1.5)
+    class_legend(ax, len(classes), title="class", markerscale=1.5,
+                 fontsize="small" if len(classes) > 10 else None)
     ax.set_title(titled(title, data_label))
     return fig
 
@@ -170,10 +195,12 @@ def decision_regions_figure(
         for index, name in enumerate(classes):
             rows = X[y == index]
             style = class_style(index)
+            label = legend_label(index, f"{name} ({split})", len(classes))
             ax.scatter(rows[:, 0], rows[:, 1], s=size, c=[style["color"]], marker=style["marker"],
                        edgecolors=edge, linewidths=0.4, alpha=0.8 if split == "test" else 0.35,
-                       label=f"{name} ({split})")
-    ax.legend(fontsize="small", loc="best", markerscale=1.2)
+                       label=label)
+    class_legend(ax, len(classes), fontsize="small" if len(classes) <= 10 else "x-small",
+                 loc="best", markerscale=1.2)
     ax.set_title(titled(title, data_label))
     return fig
 
@@ -262,12 +289,15 @@ def comparison_figure(summary, title: str, data_label: str | None = None):
 
 
 def samples_figure(images, per_class: int = 8, data_label: str | None = None):
-    """The first ``per_class`` training images of each class, one row per class."""
-    n_classes = len(images.classes)
+    """The first ``per_class`` training images of each class, one row per class; of a set of
+    more than :data:`SAMPLE_CLASSES` classes, that many spread over them."""
+    shown = np.unique(np.linspace(0, len(images.classes) - 1, SAMPLE_CLASSES).round().astype(int))
+    n_classes = len(shown)
     fig, axes = plt.subplots(n_classes, per_class, figsize=(per_class * 0.9, n_classes * 1.0 + 0.6),
                              squeeze=False)
-    for row, name in enumerate(images.classes):
-        picks = np.flatnonzero(images.y == row)[:per_class]
+    for row, class_index in enumerate(shown):
+        name = images.classes[class_index]
+        picks = np.flatnonzero(images.y == class_index)[:per_class]
         for col, ax in enumerate(axes[row]):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -275,7 +305,10 @@ def samples_figure(images, per_class: int = 8, data_label: str | None = None):
                 show_image(ax, images.X[picks[col]].reshape(images.image_shape))
             if col == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center")
-    fig.suptitle(titled("Training images by class", data_label))
+    title = "Training images by class"
+    if n_classes < len(images.classes):
+        title += f" ({n_classes} of {len(images.classes)} classes)"
+    fig.suptitle(titled(title, data_label))
     return fig
 
 
