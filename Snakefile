@@ -22,6 +22,13 @@ include: "rules/train.smk"
 include: "rules/report.smk"
 
 
+# Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/cluster.py).
+if workflow.is_main_process:
+    from pcann.cluster import run_group_members_side_by_side
+
+    run_group_members_side_by_side()
+
+
 rule all:
     default_target: True
     input:
