@@ -218,6 +218,26 @@ def submitted_logs(log: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid \d+ \(log: (.*?)\)", log)
 
 
+def cancel_first_running_job(run: Snakemake, within: float, settle: float = 0) -> dict | None:
+    """scancel the first Slurm job of ``run`` seen RUNNING in its first ``within`` s, ``settle`` s
+    after seeing it; that job (as _queue() lists it), or None. Waits for ``run`` to end."""
+    cancelled = None
+    try:
+        while cancelled is None and run.process.poll() is None and time.monotonic() - run.started < within:
+            running = [j for j in _queue() if j["workdir"] == str(run.workdir) and j["state"] == "RUNNING"]
+            if running:
+                time.sleep(settle)
+                _slurm("scancel", running[0]["id"])
+                cancelled = running[0]
+            time.sleep(0.2)
+    except BaseException:
+        run.kill()
+        raise
+    finally:
+        run.wait()
+    return cancelled
+
+
 # --- the tests -----------------------------------------------------------------------------------
 
 
@@ -328,6 +348,32 @@ def test_training_group_requests_fit_how_its_members_run(slurm_and_local_runs):
     assert time_limit == rounds * max(minutes)  # Snakemake's estimate: the rounds, one after another
 
 
+def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
+    """scancel the RUNNING group job: with the profile's retries it is resubmitted, and the runs
+    it then trains are still those of the local run, byte for byte. Only the training is left
+    to do: the local run's features are copied in (with their times)."""
+    _, local = slurm_and_local_runs
+    assert local.returncode == 0, local
+    workdir = make_workdir(tmp_path, "cancel-group")
+    shutil.copytree(local.workdir / "results", workdir / "results", ignore=shutil.ignore_patterns("runs"))
+    run = Snakemake(workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240)
+    # a few seconds after it starts, so that the cancel ends running trainings
+    job = cancel_first_running_job(run, within=180, settle=3)
+    assert job, f"never saw the group job RUNNING to cancel it\n{run}"
+    assert job["comment"] == "rule_training_train", job
+    cancelled = job["id"]
+    print(f"\ncancelled group job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
+    assert run.returncode == 0, run
+    # for a group, snakemake prints its own line, not the plugin's "SLURM status is" message
+    assert "Error in group training" in run.output and "Trying to restart job" in run.output, run
+    assert {j["id"]: j["state"] for j in _queue()}[cancelled] == "CANCELLED"
+    submissions = submitted_logs(run.output)
+    assert len(submissions) == 2 and all("/group_training" in log for log in submissions), run
+    expected, produced = compared_files(local.workdir), compared_files(workdir)
+    runs = [name for name in expected if name.startswith("runs/")]
+    assert runs and all(produced.get(name) == expected[name] for name in runs), run
+
+
 def test_job_over_its_partitions_max_time_stops_before_submission(slurm_cluster, tmp_path):
     """A time limit the partition does not allow (start-slurm.sh: "short", MaxTime 60 min) stops
     the job with one line naming it, before sbatch (Slurm would leave it pending for ever)."""
@@ -355,22 +401,10 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
         "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
         timeout=180,
     )  # fmt: skip
-    cancelled = None
-    try:
-        while cancelled is None and run.process.poll() is None and time.monotonic() - run.started < 120:
-            for job in _queue():
-                if job["workdir"] == str(run.workdir) and job["state"] == "RUNNING":
-                    assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
-                    _slurm("scancel", job["id"])
-                    cancelled = job["id"]
-                    break
-            time.sleep(0.2)
-    except BaseException:
-        run.kill()
-        raise
-    finally:
-        run.wait()
-    assert cancelled, f"never saw the job RUNNING to cancel it\n{run}"
+    job = cancel_first_running_job(run, within=120)
+    assert job, f"never saw the job RUNNING to cancel it\n{run}"
+    assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
+    cancelled = job["id"]
     assert run.returncode not in (-9, 137), run
     assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in run.output, run
     print(f"\ncancelled Slurm job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
