@@ -141,6 +141,9 @@ def run_group_members_side_by_side():
         return
     if getattr(Executor, "_pcann_group_workaround", False):
         return
+    # The plugin has no setting or hook for the command of a group job, so the method that builds
+    # every job's command (the executor interface's format_job_exec, called just before sbatch)
+    # is wrapped; the tests in tests/test_cluster.py pin what it must find there.
     plugin_format_job_exec = Executor.format_job_exec
 
     def format_job_exec(self, job):
