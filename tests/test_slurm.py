@@ -348,14 +348,41 @@ def test_training_group_requests_fit_how_its_members_run(slurm_and_local_runs):
     assert time_limit == rounds * max(minutes)  # Snakemake's estimate: the rounds, one after another
 
 
+def training_only_workdir(local: Snakemake, parent: Path, name: str) -> Path:
+    """A copy of the workflow with only the trainings left to run: the local run's results
+    without its runs, copied with their times, so that Snakemake sees them up to date."""
+    assert local.returncode == 0, local
+    workdir = make_workdir(parent, name)
+    shutil.copytree(local.workdir / "results", workdir / "results", ignore=shutil.ignore_patterns("runs"))
+    return workdir
+
+
+def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_runs, tmp_path, monkeypatch):
+    """The upstream defect that pcann.cluster works around (snakemake-executor-plugin-slurm#469):
+    without the workaround, the same group job runs its trainings one after another. When this
+    fails, a plugin version runs them side by side itself: check whether the workaround can go
+    (README, "Running on a Slurm cluster")."""
+    monkeypatch.setenv("PCANN_SLURM_PLUGIN_GROUPS", "1")
+    _, local = slurm_and_local_runs
+    run = Snakemake(
+        training_only_workdir(local, tmp_path, "plugin-groups"),
+        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+    ).wait()  # fmt: skip
+    assert run.returncode == 0, run
+    windows = training_windows(run.workdir)
+    span = max(end for _, end in windows) - min(start for start, _ in windows)
+    total = sum(end - start for start, end in windows)
+    print(f"\nwithout the workaround, {len(windows)} trainings: span {span:.1f} s, sum {total:.1f} s ({span / total:.2f}x)")
+    overlaps = [a for a, b in zip(sorted(windows), sorted(windows)[1:]) if b[0] < a[1]]
+    assert not overlaps, f"members overlap without pcann's workaround: upstream fixed? {windows}"
+
+
 def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
     """scancel the RUNNING group job: with the profile's retries it is resubmitted, and the runs
     it then trains are still those of the local run, byte for byte. Only the training is left
-    to do: the local run's features are copied in (with their times)."""
+    to do (training_only_workdir)."""
     _, local = slurm_and_local_runs
-    assert local.returncode == 0, local
-    workdir = make_workdir(tmp_path, "cancel-group")
-    shutil.copytree(local.workdir / "results", workdir / "results", ignore=shutil.ignore_patterns("runs"))
+    workdir = training_only_workdir(local, tmp_path, "cancel-group")
     run = Snakemake(workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240)
     # a few seconds after it starts, so that the cancel ends running trainings
     job = cancel_first_running_job(run, within=180, settle=3)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import subprocess
 
@@ -30,6 +31,9 @@ from . import PcannError
 #: workaround replaces exactly this in group jobs; if a plugin version no longer adds it, the
 #: workaround stops with an error rather than guess (tests/test_cluster.py tells when it can go).
 SEQUENTIAL_JOBSTEP_ARGS = "--executor slurm-jobstep --jobs 1"
+#: Set to 1 to submit group jobs as the plugin builds them (tests/test_slurm.py checks with it
+#: whether the plugin still runs their members one at a time).
+PLUGIN_GROUPS_VARIABLE = "PCANN_SLURM_PLUGIN_GROUPS"
 
 
 def parse_slurm_minutes(text: str) -> int | None:
@@ -134,7 +138,10 @@ def member_parallelism(group_cpus: int, member_threads: list[int]) -> int:
 def run_group_members_side_by_side():
     """Make the Slurm executor submit group jobs whose members run side by side, after checking
     every job's time limit (see the module docstring). Call once, in the main Snakemake process;
-    does nothing where the Slurm executor plugin is not installed."""
+    does nothing where the Slurm executor plugin is not installed, or with
+    PCANN_SLURM_PLUGIN_GROUPS=1 (the plugin's own group jobs, to see whether it still needs this)."""
+    if os.environ.get(PLUGIN_GROUPS_VARIABLE) == "1":
+        return
     try:
         from snakemake_executor_plugin_slurm import Executor
     except ImportError:
