@@ -28,6 +28,7 @@ from pcann.cluster import (
         ("1-00:00:00", 1440),
         ("2-03:04:05", 2 * 1440 + 3 * 60 + 4 + 1),  # seconds round up
         ("1-02:30", 1440 + 2 * 60 + 30),
+        ("1-02", 1440 + 2 * 60),
         ("05:30", 6),  # minutes:seconds
         ("UNLIMITED", None),
         ("INFINITE", None),

@@ -29,7 +29,8 @@ from . import PcannError
 
 #: What the plugin adds to the Snakemake command of every job it submits (plugin 2.8.0). The
 #: workaround replaces exactly this in group jobs; if a plugin version no longer adds it, the
-#: workaround stops with an error rather than guess (tests/test_cluster.py tells when it can go).
+#: workaround stops with an error rather than guess (tests/test_cluster.py and tests/test_slurm.py
+#: tell when it can go).
 SEQUENTIAL_JOBSTEP_ARGS = "--executor slurm-jobstep --jobs 1"
 #: Set to 1 to submit group jobs as the plugin builds them (tests/test_slurm.py checks with it
 #: whether the plugin still runs their members one at a time).
@@ -49,9 +50,9 @@ def parse_slurm_minutes(text: str) -> int | None:
             "or UNLIMITED"
         )
     days, first, second, third = match.groups()
-    if days is None and second is None:  # plain minutes
-        return int(first)
-    if third is None:  # days-hours:minutes or minutes:seconds
+    if second is None:  # days-hours, or plain minutes
+        hours, minutes, seconds = (int(first), 0, 0) if days else (0, int(first), 0)
+    elif third is None:  # days-hours:minutes, or minutes:seconds
         hours, minutes, seconds = (int(first), int(second), 0) if days else (0, int(first), int(second))
     else:
         hours, minutes, seconds = int(first), int(second), int(third)
