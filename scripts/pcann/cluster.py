@@ -23,6 +23,7 @@ import functools
 import math
 import os
 import re
+import shlex
 import subprocess
 
 from . import PcannError
@@ -160,7 +161,9 @@ def run_group_members_side_by_side():
         minutes = job.resources.get("runtime")
         if minutes:
             max_minutes, default = slurm_partitions()
-            partition = job.resources.get("slurm_partition") or default
+            # the partition the plugin will submit to (it may pick one by itself), e.g. " -p short"
+            partition_arg = shlex.split(self.get_partition_arg(job))
+            partition = partition_arg[-1] if partition_arg else default
             check_fits_partition(label, minutes, partition, max_minutes.get(partition))
         if not job.is_group():
             return command
