@@ -20,14 +20,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, copy_workflow
+from pcann.cluster import batch_minutes_needed, parse_slurm_minutes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
+#: Epochs of every training run: about 4 s on one core of the 2-core Xeon VM (README, "Running on
+#: a Slurm cluster"), long beside the ~1 s start of a member inside a group job.
+TRAINING_EPOCHS = 40000
 #: The configuration every run here uses. It REPLACES config.yaml in the temporary copy (rather
 #: than extending it with --configfile, which would deep-merge and keep the shipped networks and
 #: sweeps); the schema fills in every key not given. Small on purpose: a few seconds of work.
@@ -35,8 +40,9 @@ TEST_CONFIG = {
     "demo": {"n_train_per_class": 20, "n_test_per_class": 8, "image_size": 16, "seed": 0},
     "networks": {
         "tiny": {
-            "baseline": {"hidden": [4], "epochs": 5, "lr": 0.05, "batch_size": 8},
-            "sweep": {"lr": [0.5]},  # a second training job, so the group has two members
+            # a few seconds each on one core, and four of them: two rounds on the 2-CPU group job
+            "baseline": {"hidden": [4], "epochs": TRAINING_EPOCHS, "lr": 0.05, "batch_size": 8},
+            "sweep": {"lr": [0.5, 0.1, 0.2]},
         }
     },
     "headline": [{"network": "tiny"}],
@@ -212,6 +218,26 @@ def submitted_logs(log: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid \d+ \(log: (.*?)\)", log)
 
 
+def cancel_first_running_job(run: Snakemake, within: float, settle: float = 0) -> dict | None:
+    """scancel the first Slurm job of ``run`` seen RUNNING in its first ``within`` s, ``settle`` s
+    after seeing it; that job (as _queue() lists it), or None. Waits for ``run`` to end."""
+    cancelled = None
+    try:
+        while cancelled is None and run.process.poll() is None and time.monotonic() - run.started < within:
+            running = [j for j in _queue() if j["workdir"] == str(run.workdir) and j["state"] == "RUNNING"]
+            if running:
+                time.sleep(settle)
+                _slurm("scancel", running[0]["id"])
+                cancelled = running[0]
+            time.sleep(0.2)
+    except BaseException:
+        run.kill()
+        raise
+    finally:
+        run.wait()
+    return cancelled
+
+
 # --- the tests -----------------------------------------------------------------------------------
 
 
@@ -225,18 +251,27 @@ def test_profile_is_accepted_without_a_cluster(tmp_path):
     assert "slurm_partition=" in run.output, run
 
 
-def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
+@pytest.fixture(scope="module")
+def slurm_and_local_runs(slurm_cluster, tmp_path_factory):
+    """The test study up to its trainings, once through profiles/slurm and once locally; several
+    tests read the two runs, as each takes a minute or two."""
+    parent = tmp_path_factory.mktemp("runs")
     # both at once: the Slurm run mostly waits for status polls, the local run uses the CPUs
     cluster = Snakemake(
-        make_workdir(tmp_path, "slurm"), "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL
+        make_workdir(parent, "slurm"), "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL
     )
     try:
-        local = Snakemake(make_workdir(tmp_path, "local"), "--cores", "2", *UNTIL).wait()
+        local = Snakemake(make_workdir(parent, "local"), "--cores", "2", *UNTIL).wait()
     except BaseException:
         cluster.kill()
         raise
     cluster.wait()
     print(f"\nlocal run {local.seconds:.0f} s, Slurm run {cluster.seconds:.0f} s (side by side)")
+    return cluster, local
+
+
+def test_slurm_run_matches_local_run(slurm_and_local_runs):
+    cluster, local = slurm_and_local_runs
     assert local.returncode == 0, local
     assert cluster.returncode == 0, cluster
 
@@ -257,6 +292,130 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     assert not differing, f"differ between the local and the Slurm run: {differing}"
 
 
+def training_windows(workdir: Path) -> list[tuple[float, float]]:
+    """(start, end) in seconds of every training run, from the first and last line of its log."""
+    windows = []
+    for log in sorted((workdir / "results" / "runs").rglob("train.log")):
+        stamps = [
+            datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for line in log.read_text().splitlines()
+            if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)
+        ]
+        windows.append((stamps[0], stamps[-1]))
+    return windows
+
+
+def test_training_group_runs_its_members_side_by_side(slurm_and_local_runs):
+    """Issue #17: the group job asks for 2 CPUs (--cores 2), so two of its four trainings run at a
+    time; one at a time (the plugin's own behaviour) makes the span about the sum."""
+    cluster, _ = slurm_and_local_runs
+    assert cluster.returncode == 0, cluster
+    windows = training_windows(cluster.workdir)
+    assert len(windows) == len(TEST_CONFIG["networks"]["tiny"]["sweep"]["lr"]) + 1 >= 4, windows
+    span = max(end for _, end in windows) - min(start for start, _ in windows)
+    total = sum(end - start for start, end in windows)
+    print(f"\n{len(windows)} trainings: span {span:.1f} s, sum {total:.1f} s ({span / total:.2f}x)")
+    assert span <= 0.7 * total, (span, total, windows)
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    out = _slurm("scontrol", "show", "job", "--oneliner", job_id).stdout
+    return dict(field.split("=", 1) for field in out.split() if "=" in field)
+
+
+def test_training_group_requests_fit_how_its_members_run(slurm_and_local_runs):
+    """The group job's CPUs, memory and time limit, as Slurm holds them, are those of its members
+    running --cores (2) at a time: CPUs and memory of two, time of the rounds."""
+    cluster, _ = slurm_and_local_runs
+    assert cluster.returncode == 0, cluster
+    (job_id,) = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/group_training", cluster.output)
+    job = scontrol_job(job_id)
+    # each member's resources, as snakemake printed them in the group's job listing
+    members = re.findall(r"rule train:\n((?:.*\n)*?)\s+resources: (.*)", cluster.output)
+    threads = [int(re.search(r"threads: (\d+)", block).group(1)) if "threads:" in block else 1 for block, _ in members]  # fmt: skip
+    mem_mb = [int(re.search(r"\bmem_mb=(\d+)", resources).group(1)) for _, resources in members]
+    minutes = [int(re.search(r"\bruntime=(\d+)", resources).group(1)) for _, resources in members]
+    assert len(members) == 4 and set(threads) == {1}, members
+    cores = int(SLURM_TEST_FLAGS[SLURM_TEST_FLAGS.index("--cores") + 1])
+    side_by_side = min(cores, len(members))
+    rounds = -(-len(members) // side_by_side)
+    print(f"\ngroup job {job_id}: NumCPUs={job['NumCPUs']} MinMemoryNode={job['MinMemoryNode']} "
+          f"TimeLimit={job['TimeLimit']}; members: mem_mb {mem_mb}, runtime {minutes} min")  # fmt: skip
+    assert int(job["NumCPUs"]) == side_by_side
+    assert job["MinMemoryNode"] == f"{side_by_side * max(mem_mb)}M"
+    time_limit = parse_slurm_minutes(job["TimeLimit"])
+    assert time_limit >= batch_minutes_needed(minutes, side_by_side)
+    assert time_limit == rounds * max(minutes)  # Snakemake's estimate: the rounds, one after another
+
+
+def training_only_workdir(local: Snakemake, parent: Path, name: str) -> Path:
+    """A copy of the workflow with only the trainings left to run: the local run's results
+    without its runs, copied with their times, so that Snakemake sees them up to date."""
+    assert local.returncode == 0, local
+    workdir = make_workdir(parent, name)
+    shutil.copytree(local.workdir / "results", workdir / "results", ignore=shutil.ignore_patterns("runs"))
+    return workdir
+
+
+def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_runs, tmp_path, monkeypatch):
+    """The upstream defect that pcann.cluster works around (snakemake-executor-plugin-slurm#469):
+    without the workaround, the same group job runs its trainings one after another. When this
+    fails, a plugin version runs them side by side itself: check whether the workaround can go
+    (README, "Running on a Slurm cluster")."""
+    monkeypatch.setenv("PCANN_SLURM_PLUGIN_GROUPS", "1")
+    _, local = slurm_and_local_runs
+    run = Snakemake(
+        training_only_workdir(local, tmp_path, "plugin-groups"),
+        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+    ).wait()  # fmt: skip
+    assert run.returncode == 0, run
+    windows = training_windows(run.workdir)
+    span = max(end for _, end in windows) - min(start for start, _ in windows)
+    total = sum(end - start for start, end in windows)
+    print(f"\nwithout the workaround, {len(windows)} trainings: span {span:.1f} s, sum {total:.1f} s ({span / total:.2f}x)")
+    overlaps = [a for a, b in zip(sorted(windows), sorted(windows)[1:]) if b[0] < a[1]]
+    assert not overlaps, f"members overlap without pcann's workaround: upstream fixed? {windows}"
+
+
+def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
+    """scancel the RUNNING group job: with the profile's retries it is resubmitted, and the runs
+    it then trains are still those of the local run, byte for byte. Only the training is left
+    to do (training_only_workdir)."""
+    _, local = slurm_and_local_runs
+    workdir = training_only_workdir(local, tmp_path, "cancel-group")
+    run = Snakemake(workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240)
+    # a few seconds after it starts, so that the cancel ends running trainings
+    job = cancel_first_running_job(run, within=180, settle=3)
+    assert job, f"never saw the group job RUNNING to cancel it\n{run}"
+    assert job["comment"] == "rule_training_train", job
+    cancelled = job["id"]
+    print(f"\ncancelled group job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
+    assert run.returncode == 0, run
+    # for a group, snakemake prints its own line, not the plugin's "SLURM status is" message
+    assert "Error in group training" in run.output and "Trying to restart job" in run.output, run
+    assert {j["id"]: j["state"] for j in _queue()}[cancelled] == "CANCELLED"
+    submissions = submitted_logs(run.output)
+    assert len(submissions) == 2 and all("/group_training" in log for log in submissions), run
+    expected, produced = compared_files(local.workdir), compared_files(workdir)
+    runs = [name for name in expected if name.startswith("runs/")]
+    assert runs and all(produced.get(name) == expected[name] for name in runs), run
+
+
+def test_job_over_its_partitions_max_time_stops_before_submission(slurm_cluster, tmp_path):
+    """A time limit the partition does not allow (start-slurm.sh: "short", MaxTime 60 min) stops
+    the job with one line naming it, before sbatch (Slurm would leave it pending for ever)."""
+    run = Snakemake(
+        make_workdir(tmp_path, "too-long"),
+        "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, "--retries", "0",
+        "--set-resources", "make_demo_data:slurm_partition=short", "make_demo_data:runtime=90",
+        timeout=120,
+    ).wait()  # fmt: skip
+    assert run.returncode != 0, run
+    assert "job make_demo_data: time limit 90 min exceeds the MaxTime of partition 'short' (60 min)" in run.output, run
+    assert not submitted_logs(run.output), run
+    assert not [j for j in _queue() if j["workdir"] == str(run.workdir)], run
+
+
 @pytest.mark.parametrize("retries", ["profile", "0"])
 def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
     """scancel a RUNNING job: with the profile's retries it is resubmitted and the run completes;
@@ -269,22 +428,10 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
         "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
         timeout=180,
     )  # fmt: skip
-    cancelled = None
-    try:
-        while cancelled is None and run.process.poll() is None and time.monotonic() - run.started < 120:
-            for job in _queue():
-                if job["workdir"] == str(run.workdir) and job["state"] == "RUNNING":
-                    assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
-                    _slurm("scancel", job["id"])
-                    cancelled = job["id"]
-                    break
-            time.sleep(0.2)
-    except BaseException:
-        run.kill()
-        raise
-    finally:
-        run.wait()
-    assert cancelled, f"never saw the job RUNNING to cancel it\n{run}"
+    job = cancel_first_running_job(run, within=120)
+    assert job, f"never saw the job RUNNING to cancel it\n{run}"
+    assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
+    cancelled = job["id"]
     assert run.returncode not in (-9, 137), run
     assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in run.output, run
     print(f"\ncancelled Slurm job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
