@@ -54,6 +54,8 @@ rule split_train_val:
         "results/data/split.npz",
     log:
         "results/logs/split_train_val.log",
+    benchmark:
+        "results/benchmarks/split_train_val.tsv"
     conda:
         "../envs/pcann.yaml"
     threads: 1

@@ -56,6 +56,7 @@ from . import PcannError
 from .data import IMAGE_SUFFIXES, _describe, is_image_file, read_image
 from .network import logits as network_logits
 from .network import softmax
+from .streaming import chunk_rows
 
 FORMAT = "pcann-model"
 FORMAT_VERSION = 1
@@ -162,9 +163,15 @@ class Model:
         """PCA coordinates ``(n, n_components)`` of the inputs, scaled with the training
         statistics (scikit-learn's order of operations)."""
         images = self.as_images(inputs)
-        X = images.reshape(len(images), -1).astype(np.float64)
-        z = (X - self.zscore_mean) / self.zscore_scale
-        return z @ self.pca_components.T - self.pca_mean @ self.pca_components.T
+        flat = images.reshape(len(images), -1)
+        offset = self.pca_mean @ self.pca_components.T
+        out = np.empty((len(flat), len(self.pca_components)))
+        # a chunk of rows at a time: the float64 copy of a large test set would be gigabytes
+        rows = chunk_rows(flat.shape[1])
+        for start in range(0, len(flat), rows):
+            z = (flat[start : start + rows].astype(np.float64) - self.zscore_mean) / self.zscore_scale
+            out[start : start + rows] = z @ self.pca_components.T - offset
+        return out
 
     def logits(self, inputs) -> np.ndarray:
         """``(n, n_classes)`` pre-softmax outputs, computed as the workflow's network does."""
