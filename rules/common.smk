@@ -38,6 +38,7 @@ from pcann.resources import (  # noqa: E402
     preprocessing_mem_mb,
     preprocessing_runtime,
 )
+from pcann.resources import training_mem_mb as training_job_mem_mb  # noqa: E402
 from pcann.training import shared_params  # noqa: E402
 
 # --- configuration ----------------------------------------------------------------------------
@@ -166,6 +167,17 @@ def training_runtime_minutes(wildcards):
     """Scheduler time limit of one training job: three times the estimate, at least 5 min."""
     own_seconds = PLAN.training_estimate(Setting.from_wildcards(wildcards))[0]
     return max(5, math.ceil(3 * own_seconds / 60))
+
+
+def training_mem_mb(wildcards):
+    """Memory of one training job, from its network and the data's size."""
+    setting = Setting.from_wildcards(wildcards)
+    return max(
+        500,
+        training_job_mem_mb(
+            setting.hidden, setting.n_components, N_TRAIN_FOLDER, N_CLASSES
+        ),
+    )
 
 
 def report_category(table_name):

@@ -19,7 +19,7 @@ rule train:
         "../envs/pcann.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=training_mem_mb,
         disk_mb=100,
         runtime=lambda wildcards: training_runtime_minutes(wildcards),
     params:

@@ -239,23 +239,45 @@ def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
     return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
 
 
+#: Cost model of one training job on one core, fitted to the CPU time of 24 settings (3 and 131
+#: classes, 1,500 and 54,000 samples, batches of 4 to 256, the study's nets) on the Intel Xeon VM
+#: and raised so that the best-fitted setting is estimated about 1.35x its time
+#: (benchmarks/bench_estimates.py: never below, at most 3x above). Seconds per numpy call of an
+#: SGD step (about six per layer), per sample and unit for elementwise work (sigmoids, softmax,
+#: shuffling), and the rates of the matrix products: training products run faster with larger
+#: batches, evaluation ones over the whole set at once.
+STEP_CALL_SECONDS = 1.9e-6
+ELEMENT_SECONDS = 1.26e-9
+TRAIN_FLOPS_PER_BATCH_SAMPLE = 3.9e9
+TRAIN_FLOPS_MAX = 130e9
+EVAL_FLOPS = 23.3e9
+SETUP_SECONDS = 1.0
+
+
 def estimated_seconds(
     setting: Setting, n_train: int, epochs: int | None = None, n_classes: int = 3, n_val: int | None = None
 ) -> float:
-    """Rough single-core time of ``epochs`` epochs of a setting (default: all of them) on
-    ``n_train`` training samples of ``n_classes`` classes, with ``n_val`` validation samples
-    (default a quarter of ``n_train``) scored every epoch.
+    """Single-core time of ``epochs`` epochs of a setting (default: all of them) on ``n_train``
+    training samples of ``n_classes`` classes, with ``n_val`` validation samples (default a
+    quarter of ``n_train``) scored every epoch, and a second of start-up.
 
-    Per SGD step: a fixed cost of Python/numpy calls plus the multiply-adds of forward and
-    backward passes (about 6 per weight per sample) at a conservative 20 GFLOP/s.
+    Per SGD step a fixed cost of numpy calls per layer; per sample the multiply-adds of the
+    forward and backward passes (6 per weight) and the elementwise work of every unit; per
+    scored sample a forward pass (2 per weight) and its elementwise work.
     """
     epochs = setting.epochs if epochs is None else epochs
     n_val = n_train // 4 if n_val is None else n_val
     sizes = (setting.n_components, *setting.hidden, n_classes)
-    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    steps = epochs * -(-n_train // setting.batch_size)
-    flops = 6.0 * weights * epochs * n_train * 1.25  # +25 %: evaluation passes
-    return steps * 30e-6 + flops / 20e9
+    weights = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    units = sum(sizes[1:]) + n_classes  # the labels travel with each sample too
+    steps = -(-n_train // setting.batch_size)
+    train_rate = min(TRAIN_FLOPS_MAX, TRAIN_FLOPS_PER_BATCH_SAMPLE * setting.batch_size)
+    per_epoch = (
+        steps * STEP_CALL_SECONDS * 6 * (len(sizes) - 1)
+        + n_train * (6 * weights / train_rate + 4 * units * ELEMENT_SECONDS)
+        + (n_train + n_val) * (2 * weights / EVAL_FLOPS + 2 * units * ELEMENT_SECONDS)
+    )
+    return SETUP_SECONDS + epochs * per_epoch
 
 
 def swept_epochs(config: dict) -> set[int]:
@@ -293,7 +315,7 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
 
 
 def schedule_estimates(
-    settings, continued: dict, n_train: int, n_classes: int = 3
+    settings, continued: dict, n_train: int, n_classes: int = 3, n_val: int | None = None
 ) -> dict[Setting, tuple[float, float]]:
     """``setting -> (own, path)`` estimated seconds: ``own`` is the job's training (the epochs
     after the run it continues), ``path`` that plus the longest chain of runs that continue it.
@@ -305,7 +327,7 @@ def schedule_estimates(
     own = {}
     for setting in settings:
         start = continued[setting].epochs if setting in continued else 0
-        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start, n_classes)
+        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start, n_classes, n_val)
     path = dict(own)
     # a run's continuations have more epochs: settle the longest first
     for setting in sorted(own, key=lambda s: s.epochs, reverse=True):

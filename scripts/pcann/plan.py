@@ -10,6 +10,7 @@ plan or a path from the configuration, and renaming a file changes both sides at
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .grid import (
@@ -80,13 +81,13 @@ class StudyPlan:
             if config["training"]["continue_shorter_runs"]
             else {}
         )
-        self._n_train_folder, self._n_classes = n_train_folder, n_classes
+        # the training split trains, and it is scored with the validation split every epoch
+        n_val = int(math.floor(config["val_fraction"] * n_train_folder))
+        self._sizes = {"n_train": n_train_folder - n_val, "n_val": n_val, "n_classes": n_classes}
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: estimate
-            for run, estimate in schedule_estimates(
-                self.settings, self.continued, n_train_folder, n_classes
-            ).items()
+            for run, estimate in schedule_estimates(self.settings, self.continued, **self._sizes).items()
         }
         self.shorter_run: dict[str, str] = {
             run.run_dir: shorter.run_dir for run, shorter in self.continued.items()
@@ -113,7 +114,7 @@ class StudyPlan:
         continues no run and is continued by none."""
         estimate = self.estimates.get(setting.run_dir)
         if estimate is None:
-            seconds = estimated_seconds(setting, self._n_train_folder, n_classes=self._n_classes)
+            seconds = estimated_seconds(setting, **self._sizes)
             estimate = (seconds, seconds)
         return estimate
 

@@ -105,3 +105,13 @@ def check_memory(needed_mb: int, given_mb, size: DataSize, rule: str) -> None:
             f"this {rule} job needs about {needed_mb} MB for {size.describe()}, but was given "
             f"mem_mb={int(given_mb)}; raise it, e.g. snakemake ... --set-resources {rule}:mem_mb={needed_mb}"
         )
+
+
+def training_mem_mb(hidden, n_components: int, n_train_folder: int, n_classes: int) -> int:
+    """A training job: the trainer's float32 buffers (the epoch's shuffled rows three times, and
+    the activations of every layer over the training folder, scored each evaluation) and a
+    start-up of numpy and OpenCV only."""
+    widths = [*hidden, n_classes]
+    rows = 3 * n_train_folder * (n_components + 1 + n_classes)
+    scored = n_train_folder * (n_components + 1 + sum(w + 1 for w in widths) + 2)
+    return int(math.ceil((150 * MB + 4 * (rows + scored)) * MARGIN / MB))
