@@ -19,9 +19,13 @@ own), so the covariance needs no second centring, as PCA of the in-memory copy w
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 #: Bytes of one float64 chunk of z-scored rows.
 CHUNK_BYTES = 64 * 2**20
@@ -126,6 +130,7 @@ def principal_components(
     block = min(k + 8, n_samples, n_features)
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((n_features, block)))
+    started = time.perf_counter()
     for iteration in range(1, max_iterations + 1):
         product = data.gram_times(basis)
         values, vectors = np.linalg.eigh(basis.T @ product)
@@ -133,13 +138,16 @@ def principal_components(
         values, vectors = values[order], vectors[:, order]
         ritz = basis @ vectors
         residual = np.linalg.norm(product @ vectors[:, :k] - ritz[:, :k] * values[:k], axis=0)
-        if np.all(residual <= tol * np.abs(values[:k])):
+        worst = float(np.max(residual / np.abs(values[:k])))
+        logger.info("pass %d over %d rows: largest relative residual %.2e (target %.0e), %.0f s so far",
+                    iteration, n_samples, worst, tol, time.perf_counter() - started)
+        if worst <= tol:
             break
         basis, _ = np.linalg.qr(product)
     else:
         raise RuntimeError(
             f"principal components did not converge in {max_iterations} passes "
-            f"(relative residuals {np.array2string(residual / np.abs(values[:k]), precision=2)})"
+            f"(largest relative residual {worst:.2e}, target {tol:.0e})"
         )
     components = ritz[:, :k].T
     # scikit-learn's sign convention: the largest coefficient of each axis is positive
