@@ -24,12 +24,7 @@ from pcann.demo import DEMO_BANNER  # noqa: E402
 from pcann.features import PROTOCOLS  # noqa: E402
 from pcann.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE, RUNS_ROOT  # noqa: E402
 from pcann.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
-from pcann.plan import (
-    MODEL_FILES_TABLE,
-    StudyPlan,
-    features_file,
-    figure_files,
-)  # noqa: E402
+from pcann.plan import MODEL_FILES_TABLE, StudyPlan, features_file  # noqa: E402
 from pcann.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
