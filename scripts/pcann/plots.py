@@ -274,7 +274,9 @@ def seed_spread_figure(spread, differences: dict, title: str, data_label: str | 
     """Left: every seed's test accuracy of each baseline and headline run, the range as a bar.
     Right: each network's sweep differences from its baseline with their intervals (filled:
     significant after Holm), over a grey band of the baseline's range over seeds."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.5 * len(spread) + 2)),
+    n_effects = sum(len(summary) for summary in differences.values())
+    height = max(3.5, 0.5 * len(spread) + 2, 0.2 * n_effects + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, height),
                                       gridspec_kw={"width_ratios": [1, 1.4]})
     for row, entry in enumerate(spread.itertuples(index=False)):
         values = np.array([float(v) for v in entry.test_accuracies.split()] or [np.nan])
