@@ -296,7 +296,8 @@ def seed_spread(plan: pd.DataFrame, runs: pd.DataFrame, tables: dict) -> pd.Data
             "run": f"{network} baseline" if label == "baseline" else label,
             "network": network,
             "seeds": len(values),
-            "test_accuracies": " ".join(f"{v:.4f}" for v in values),
+            "test_accuracies": " ".join(f"{v:.4f}" if np.isfinite(v) else "nan" for v in values),
+            "diverged": int(np.sum(~np.isfinite(values))),
             "test_min": finite.min() if finite.size else math.nan,
             "test_max": finite.max() if finite.size else math.nan,
         }
@@ -325,7 +326,7 @@ def seed_spread_display(spread: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "run": spread["run"],
         "seeds": spread["seeds"],
-        "test accuracy by seed": spread["test_accuracies"],
+        "test accuracy by seed": spread["test_accuracies"].str.replace("nan", DASH),
         "range over seeds": [
             f"{r:.4f}" if n > 1 and np.isfinite(r) else "— (one seed)" for r, n in zip(spread["test_range"], spread["seeds"])
         ],
@@ -338,5 +339,9 @@ def seed_spread_display(spread: pd.DataFrame) -> pd.DataFrame:
         ],
         "significant (Holm p < 0.05)": [
             f"{count(s)} of {count(n)}" for s, n in zip(spread["significant"], spread["sweep_values"])
+        ],
+        "note": [
+            "" if not d else "DIVERGED" if n == 1 else f"DIVERGED ({d}/{n} seeds)"
+            for d, n in zip(spread["diverged"], spread["seeds"])
         ],
     })
