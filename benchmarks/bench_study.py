@@ -1,10 +1,12 @@
 """Wall time of the whole study on the real data: both networks, four sweeps, headline runs.
 
     PCANN_FRUITS_DIR=/path/to/fruits python benchmarks/bench_study.py [--cores 2] [--with-extras]
+        [--seeds N]
 
 The workflow is copied to a temporary folder and run from nothing with the shipped config.yaml,
 ``data_dir`` set to the real data, and (unless --with-extras) the protocol comparison and the
-PCA-components sweep switched off, which is the study as the reference ran it. Prints the wall
+PCA-components sweep switched off, which is the study as the reference ran it; ``--seeds N``
+replicates every run with seeds 1..N. Prints the wall
 time, the number of training jobs, and the sum of their own run times from Snakemake's
 benchmark files (the work the cores shared).
 
@@ -75,6 +77,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--with-extras", action="store_true", help="keep protocols and components sweeps")
+    parser.add_argument(
+        "--seeds", type=int, default=None,
+        help="replicate seeds 1..N (default: the shipped config's seeds)",
+    )
     parser.add_argument("--keep", help="run in this new folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     if not args.data_dir:
@@ -85,6 +91,8 @@ def main() -> None:
         sys.exit(f"--keep {keep}: exists and is not an empty folder; name a new folder")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data_dir"] = str(Path(args.data_dir).resolve())
+    if args.seeds:
+        config["seeds"] = list(range(1, args.seeds + 1))
     if not args.with_extras:
         config.update(compare_protocols=[], components_sweep=[])
     with tempfile.TemporaryDirectory() as tmp:

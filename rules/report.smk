@@ -20,9 +20,31 @@ rule collect_metrics:
         "../scripts/collect_metrics.py"
 
 
+rule compare_runs:
+    input:
+        PLAN.predictions_files(),
+    output:
+        PLAN.comparisons_file(),
+    log:
+        "results/logs/compare_runs.log",
+    priority: AGGREGATION_PRIORITY
+    localrule: True
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        plan=PLAN.records(),
+    script:
+        "../scripts/compare_runs.py"
+
+
 rule study_tables:
     input:
-        "results/tables/runs.csv",
+        runs="results/tables/runs.csv",
+        comparisons=PLAN.comparisons_file(),
     output:
         csv=PLAN.table_files("csv"),
         markdown=PLAN.table_files("md"),
@@ -35,6 +57,14 @@ rule study_tables:
             )
             for name, path in zip(PLAN.table_names, PLAN.table_files("html"))
         ],
+        seed_spread_csv=PLAN.seed_spread_files()["csv"],
+        seed_spread_md=PLAN.seed_spread_files()["md"],
+        seed_spread_html=report(
+            PLAN.seed_spread_files()["html"],
+            caption="../report/seed_spread.rst",
+            category="sweeps",
+            labels={"network": "all networks", "content": "table: seed spread"},
+        ),
     log:
         "results/logs/study_tables.log",
     priority: AGGREGATION_PRIORITY
@@ -55,6 +85,7 @@ rule study_tables:
 rule study_figures:
     input:
         runs="results/tables/runs.csv",
+        comparisons=PLAN.comparisons_file(),
         lr_histories=[
             path
             for figure in PLAN.lr_figures().values()
@@ -125,6 +156,15 @@ rule study_figures:
             for name, (png, svg) in PLAN.comparison_figures().items()
         ]
         + [svg for png, svg in PLAN.comparison_figures().values()],
+        seed_spread=[
+            report(
+                PLAN.seed_spread_files()["figure"][0],
+                caption="../report/seed_spread_figure.rst",
+                category="sweeps",
+                labels={"network": "all networks", "content": "figure: seed spread"},
+            ),
+            PLAN.seed_spread_files()["figure"][1],
+        ],
     log:
         "results/logs/study_figures.log",
     priority: AGGREGATION_PRIORITY
@@ -149,10 +189,12 @@ rule study_figures:
                 ),
                 "curves": figures.curves,
                 "regions": figures.regions,
+                "seed_histories": [f"{run}/history.csv" for run in figures.seed_runs],
             }
             for figures in PLAN.headline_figures()
         ],
         comparison_figures=PLAN.comparison_figures(),
+        seed_spread_figure=PLAN.seed_spread_files()["figure"],
         plot_training_points=config["training"]["plot_training_points"],
         data_label=DATA_LABEL,
     script:
@@ -162,7 +204,11 @@ rule study_figures:
 rule summary:
     input:
         runs="results/tables/runs.csv",
+        comparisons=PLAN.comparisons_file(),
         tables=PLAN.table_files("md"),
+        table_csvs=PLAN.table_files("csv"),
+        seed_spread=PLAN.seed_spread_files()["md"],
+        seed_spread_csv=PLAN.seed_spread_files()["csv"],
         spectrum=PLAN.spectrum_file(),
         figures=rules.study_figures.output,
         evaluation=PLAN.evaluation_summary_files(),

@@ -10,6 +10,7 @@ rule train:
         metrics=f"{RUN_DIR}/metrics.json",
         weights=f"{RUN_DIR}/weights.npz",
         timing=f"{RUN_DIR}/timing.json",
+        predictions=f"{RUN_DIR}/predictions.npz",
     log:
         f"{RUN_DIR}/train.log",
     benchmark:

@@ -20,17 +20,19 @@ from pcann.plots import (
     lr_comparison_figure,
     note_figure,
     save_figure,
+    seed_spread_figure,
     sweep_accuracy_figure,
 )
 from pcann.rule import run_rule
-from pcann.tables import PARAMETER_TITLES, plan_frame, study_tables
+from pcann.tables import PARAMETER_TITLES, SEED_SPREAD_TITLE, plan_frame, seed_spread, study_tables
 from pcann.weights_file import load_network
 
 
 def main(smk):
     label = smk.params.data_label
     runs = pd.read_csv(smk.input.runs)
-    tables = study_tables(plan_frame(smk.params.plan), runs)
+    plan = plan_frame(smk.params.plan)
+    tables = study_tables(plan, runs, pd.read_csv(smk.input.comparisons))
 
     for network, files in smk.params.sweep_figures.items():
         summaries = {
@@ -50,8 +52,10 @@ def main(smk):
         metrics = json.loads((run / "metrics.json").read_text())
         features, _ = load_features(headline["features"])
         title = f"{headline['title']}: {run.name}"
+        seed_histories = [pd.read_csv(path) for path in headline["seed_histories"]]
         save_figure(
-            curves_figure(pd.read_csv(run / "history.csv"), title, label, metrics["diverged_epoch"]),
+            curves_figure(pd.read_csv(run / "history.csv"), title, label, metrics["diverged_epoch"],
+                          seed_histories),
             *headline["curves"],
         )
         if metrics["diverged"] or features.n_components != 2:
@@ -69,6 +73,19 @@ def main(smk):
 
     for name, files in smk.params.comparison_figures.items():
         save_figure(comparison_figure(tables[name][1], COMPARISONS[name], label), *files)
+
+    differences = {}
+    for name, (_, summary, _) in tables.items():
+        if name.startswith("sweep_"):
+            rows = summary[~summary["is_baseline"] & summary["difference"].notna()]
+            rows = rows.assign(label=[f"{PARAMETER_TITLES[p]} {v}" for p, v in zip(rows["parameter"], rows["value"])])
+            if len(rows):
+                network = rows["network"].iloc[0]
+                differences[network] = pd.concat([differences.get(network), rows])
+    save_figure(
+        seed_spread_figure(seed_spread(plan, runs, tables), differences, SEED_SPREAD_TITLE, label),
+        *smk.params.seed_spread_figure,
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

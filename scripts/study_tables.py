@@ -4,21 +4,49 @@ import pandas as pd
 
 from pcann.io import save_csv, save_text
 from pcann.rule import run_rule
-from pcann.tables import markdown_table, plan_frame, study_tables
+from pcann.tables import (
+    SEED_SPREAD_TITLE,
+    markdown_table,
+    plan_frame,
+    seed_spread,
+    seed_spread_display,
+    study_tables,
+)
+
+#: Under every table: what its intervals and marks mean.
+TABLE_NOTE = (
+    "Accuracies: one seed, the value and its 95% Wilson interval over the images; several "
+    "seeds, mean ± standard deviation and the 95% t interval over seeds. Δ test: the value's "
+    "test accuracy minus the baseline's with its 95% interval (one seed: exact McNemar test on "
+    "the shared test images, Agresti-Min interval; several: paired t-test over seeds); p: "
+    "Holm-adjusted over the sweep's values; * = differs from the baseline at 0.05."
+)
+
+
+def write_table(csv, markdown, html, title, summary, display, note=TABLE_NOTE):
+    save_csv(csv, summary)
+    save_text(markdown, f"### {title}\n\n{markdown_table(display)}\n_{note}_\n")
+    save_text(
+        html,
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><h3>{title}</h3>\n{display.to_html(index=False, border=1, na_rep='—')}\n"
+        f"<p><small>{note}</small></p>\n</body></html>\n",
+    )
 
 
 def main(smk):
-    runs = pd.read_csv(smk.input[0])
-    tables = study_tables(plan_frame(smk.params.plan), runs)
+    runs = pd.read_csv(smk.input.runs)
+    plan = plan_frame(smk.params.plan)
+    tables = study_tables(plan, runs, pd.read_csv(smk.input.comparisons))
     for name, csv, markdown, html in zip(smk.params.names, smk.output.csv, smk.output.markdown, smk.output.html):
-        title, summary, display = tables[name]
-        save_csv(csv, summary)
-        save_text(markdown, f"### {title}\n\n{markdown_table(display)}")
-        save_text(
-            html,
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-            f"<body><h3>{title}</h3>\n{display.to_html(index=False, border=1, na_rep='—')}\n</body></html>\n",
-        )
+        write_table(csv, markdown, html, *tables[name])
+    spread = seed_spread(plan, runs, tables)
+    write_table(
+        smk.output.seed_spread_csv, smk.output.seed_spread_md, smk.output.seed_spread_html,
+        SEED_SPREAD_TITLE, spread, seed_spread_display(spread),
+        note="A sweep effect smaller than the range over seeds is within what the seed alone "
+        "changes; one seed shows no range.",
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

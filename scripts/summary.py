@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pcann.findings import findings
 from pcann.io import save_text
 from pcann.rule import run_rule
 
@@ -37,9 +38,14 @@ def main(smk):
         n for n in smk.params.names if n.startswith("sweep")
     ]
     tables = dict(zip(smk.params.names, smk.input.tables))
-    lines += ["## Tables", ""]
+    sweeps = {name: pd.read_csv(path) for name, path in zip(smk.params.names, smk.input.table_csvs)
+              if name.startswith("sweep")}
+    lines += ["## What holds up", ""]
+    lines += findings(sweeps, pd.read_csv(smk.input.seed_spread_csv), smk.params.protocol)
+    lines += ["", "## Tables", ""]
     for name in order:
         lines += [Path(tables[name]).read_text(), ""]
+    lines += [Path(smk.input.seed_spread).read_text(), ""]
     lines += ["## Figures", ""]
     figures = [Path(p) for p in smk.input.figures if str(p).endswith(".png")]
     for figure in figures:

@@ -44,7 +44,8 @@ def main(smk):
     )
     save_run(
         {"history": smk.output.history, "weights": smk.output.weights,
-         "timing": smk.output.timing, "metrics": smk.output.metrics},
+         "timing": smk.output.timing, "predictions": smk.output.predictions,
+         "metrics": smk.output.metrics},
         run,
     )
 

@@ -229,7 +229,7 @@ def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str
     return jobs, output
 
 
-AGGREGATION = {"collect_metrics", "study_tables", "study_figures", "summary", "all", "plot_run",
+AGGREGATION = {"collect_metrics", "compare_runs", "study_tables", "study_figures", "summary", "all", "plot_run",
                "export_model", "evaluate_run", "model_files_table"}  # and the new runs' figures, model files
 
 

@@ -60,3 +60,37 @@ def test_regions_image_puts_each_prediction_at_its_grid_node(fitted):
     assert left < xx0.min() < xx0.max() < right and bottom < xx1.min() < xx1.max() < top
     # one cell per node: the extent is the node range widened by half a cell on each side
     assert right - left == pytest.approx((xx0.max() - xx0.min()) * xx0.shape[1] / (xx0.shape[1] - 1))
+
+
+def test_sweep_error_bars_are_the_intervals_and_stars_mark_significant_values():
+    import pandas as pd
+
+    from pcann.plots import interval_errors, sweep_accuracy_figure
+
+    summary = pd.DataFrame({
+        "value": ["a", "b"], "is_baseline": [True, False], "diverged": [0, 0], "significant": [False, True],
+        **{f"{m}_{k}": v for m in ("train_accuracy", "val_accuracy", "test_accuracy")
+           for k, v in (("mean", [0.8, 0.6]), ("low", [0.75, float("nan")]), ("high", [0.86, 0.7]))},
+    })
+    np.testing.assert_allclose(interval_errors(summary, "test_accuracy"), [[0.05, 0.0], [0.06, 0.1]])
+    fig = sweep_accuracy_figure({"x": summary}, "title")
+    stars = [c for c in fig.axes[0].collections if c.get_label().startswith("test differs")]
+    assert len(stars) == 1 and stars[0].get_offsets().shape == (1, 2)
+
+
+def test_headline_curves_shade_the_range_over_seeds():
+    import pandas as pd
+
+    from pcann.plots import curves_figure
+
+    epochs = np.arange(1, 6)
+    histories = [
+        pd.DataFrame({"epoch": epochs, "train_loss": 1 / epochs + s, "val_loss": 1 / epochs,
+                      "train_accuracy": 0.5 + 0.01 * s, "val_accuracy": 0.6 - 0.01 * s})
+        for s in range(3)
+    ]
+    fig = curves_figure(histories[0], "t", seed_histories=histories)
+    bands = fig.axes[1].collections
+    assert len(bands) == 2  # training and validation accuracy
+    assert "range over 3 seeds" in bands[0].get_label()
+    assert not curves_figure(histories[0], "t").axes[1].collections  # one seed: no band

@@ -12,8 +12,8 @@ from sklearn.datasets import make_blobs
 from pcann.estimator import MLPClassifier
 from pcann.features import Features
 from pcann.grid import Setting
-from pcann.io import load_columns_csv, save_columns_csv, save_csv
-from pcann.runs import continuable_run, save_run, train_run
+from pcann.io import load_columns_csv, load_npz, save_columns_csv, save_csv
+from pcann.runs import continuable_run, predicted_classes, save_run, train_run
 from pcann.sgd import HISTORY_KEYS
 
 TRAINING = {"lr_schedule": "constant", "lr_decay_rate": 0.5, "lr_decay_every": 100,
@@ -47,10 +47,17 @@ def test_a_run_records_what_its_model_predicts(tmp_path):
     features = blob_features()
     run = train_run(setting, features, TRAINING)
     outputs = {name: tmp_path / f"{name}.{ext}" for name, ext in
-               [("history", "csv"), ("weights", "npz"), ("timing", "json"), ("metrics", "json")]}
+               [("history", "csv"), ("weights", "npz"), ("timing", "json"), ("predictions", "npz"),
+                ("metrics", "json")]}
     save_run(outputs, run)
 
     metrics = json.loads(outputs["metrics"].read_text())
+    # the per-image predictions are what the accuracies counted, image by image
+    predictions = load_npz(outputs["predictions"])
+    for part in ("val", "test"):
+        assert np.array_equal(predictions[f"{part}_true"], getattr(features, f"y_{part}"))
+        correct = predictions[f"{part}_predicted"] == predictions[f"{part}_true"]
+        assert correct.mean() == metrics[f"{part}_accuracy"]
     history = pd.read_csv(outputs["history"])
     model = MLPClassifier.from_npz(outputs["weights"])
     assert list(history.columns) == list(HISTORY_KEYS) and len(history) == 30
@@ -63,6 +70,14 @@ def test_a_run_records_what_its_model_predicts(tmp_path):
     assert metrics["test_accuracy"] > 0.9
     # the last recorded epoch is the model that was saved
     assert history["train_accuracy"].iloc[-1] == pytest.approx(metrics["train_accuracy"], abs=1e-6)
+
+
+def test_a_diverged_run_predicts_no_class():
+    setting = Setting(protocol="study", n_components=2, hidden=(8,), epochs=5, lr=1e6, batch_size=8, seed=1)
+    run = train_run(setting, blob_features(), TRAINING)
+    assert run.metrics["diverged"]
+    assert np.all(run.predictions["test_predicted"] == -1)
+    assert np.all(predicted_classes(run.network, blob_features().X_val) == -1)
 
 
 def test_the_estimator_and_a_run_train_the_same_network():

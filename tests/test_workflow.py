@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,36 @@ def test_demo_run_produces_features_and_figures(demo_run):
         for ext in ("png", "svg"):
             assert (results / f"figures/pca/study-pca2/{name}.{ext}").stat().st_size > 1000
     assert (results / "demo_data/Data_train/Pear").is_dir()
+
+
+def test_tables_carry_intervals_comparisons_and_the_seed_spread(demo_run):
+    import pandas as pd
+
+    workdir, _ = demo_run
+    tables = workdir / "results" / "tables"
+    comparisons = pd.read_csv(tables / "comparisons.csv")
+    # every sweep value but the baselines', against its baseline on the same test images
+    assert len(comparisons) == 5 + 1 and comparisons["n"].eq(24).all()
+    assert (comparisons[["both_right", "only_b_right", "only_a_right", "both_wrong"]].sum(axis=1) == 24).all()
+    lr = pd.read_csv(tables / "sweep_two_layer_lr.csv")
+    assert {"test_accuracy_low", "test_accuracy_high", "p_holm", "significant", "mcnemar_p_seed1"} <= set(lr.columns)
+    assert (lr["test_accuracy_low"] <= lr["test_accuracy_mean"]).all()
+    assert "p (Holm)" in (tables / "sweep_two_layer_lr.md").read_text()
+    assert "Wilson" in (tables / "sweep_two_layer_lr.html").read_text()
+    assert "one seed" in (tables / "seed_spread.md").read_text()
+    assert (workdir / "results/figures/seed_spread.png").stat().st_size > 1000
+    summary = (workdir / "results/summary.md").read_text()
+    assert "## What holds up" in summary and "two_layer, learning rate: " in summary
+
+
+def test_a_five_seed_study_plans_every_replicate_and_its_comparisons(demo_run, tmp_path):
+    workdir = copy_workflow(tmp_path, tiny_study_config(seeds=[1, 2, 3, 4, 5]))
+    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:", 1)[1], re.M))
+    single = run_snakemake(demo_run[0], "--dry-run", "--quiet", "rules", "--cores", "1", "--forceall")
+    single_jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", single.stdout.split("Job stats:", 1)[1], re.M))
+    assert int(jobs["train"]) == 5 * int(single_jobs["train"])
+    assert jobs["compare_runs"] == jobs["study_tables"] == jobs["summary"] == "1"
 
 
 def test_demo_data_is_announced_loudly(demo_run):

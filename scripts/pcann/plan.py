@@ -32,6 +32,8 @@ FIGURE_FORMATS = ("png", "svg")
 MODEL_FILES_TABLE = {"csv": "results/tables/model_files.csv", "md": "results/tables/model_files.md"}
 #: The comparisons of the headline runs, when the plan has them: table name -> figure title.
 COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
+#: Every sweep value against its baseline, seed by seed, on the shared test images (McNemar).
+COMPARISONS_TABLE = "results/tables/comparisons.csv"
 
 
 def figure_files(stem: str) -> list[str]:
@@ -49,6 +51,8 @@ class HeadlineFigures:
 
     row: PlanRow
     stem: str  # e.g. results/figures/headline/1_two_layer
+    #: the run folders of the same headline run under every seed (its curves draw their range)
+    seed_runs: tuple[str, ...] = ()
 
     @property
     def curves(self) -> list[str]:
@@ -121,6 +125,15 @@ class StudyPlan:
     def metrics_files(self) -> list[str]:
         return [f"{setting.run_dir}/metrics.json" for setting in self.settings]
 
+    def predictions_files(self) -> list[str]:
+        """Every run's per-image validation and test predictions, the inputs of the paired
+        comparisons."""
+        return [f"{setting.run_dir}/predictions.npz" for setting in self.settings]
+
+    @staticmethod
+    def comparisons_file() -> str:
+        return COMPARISONS_TABLE
+
     @staticmethod
     def run_figures(setting: Setting) -> list[str]:
         return [
@@ -153,6 +166,15 @@ class StudyPlan:
 
     def table_files(self, ext: str) -> list[str]:
         return [f"results/tables/{name}.{ext}" for name in self.table_names]
+
+    @staticmethod
+    def seed_spread_files() -> dict[str, str | list[str]]:
+        """The seed-spread table (``csv``, ``md``, ``html``) and its ``figure`` (PNG, SVG)."""
+        stem = "results/tables/seed_spread"
+        return {
+            **{ext: f"{stem}.{ext}" for ext in ("csv", "md", "html")},
+            "figure": figure_files("results/figures/seed_spread"),
+        }
 
     def records(self) -> list[dict]:
         """The plan's rows as plain records, in plan order (what the aggregation scripts get)."""
@@ -187,8 +209,13 @@ class StudyPlan:
         return figures
 
     def headline_figures(self) -> list[HeadlineFigures]:
+        seed_runs: dict[str, list[str]] = {}
+        for row in self.headline:
+            seed_runs.setdefault(row.value, []).append(row.setting.run_dir)
         return [
-            HeadlineFigures(row, f"results/figures/headline/{index}_{row.network}")
+            HeadlineFigures(
+                row, f"results/figures/headline/{index}_{row.network}", tuple(seed_runs[row.value])
+            )
             for index, row in enumerate(self.headline, 1)
         ]
 
@@ -230,7 +257,9 @@ class StudyPlan:
         files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
-        files += ["results/tables/runs.csv", "results/summary.md"]
+        files += ["results/tables/runs.csv", COMPARISONS_TABLE, "results/summary.md"]
+        spread = self.seed_spread_files()
+        files += [spread["csv"], spread["md"], *spread["figure"]]
         files += figure_files("results/figures/data/samples")
         return files
 

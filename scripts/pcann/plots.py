@@ -111,13 +111,26 @@ def projection_figure(
     return fig
 
 
-def curves_figure(history, title: str, data_label: str | None = None, diverged_epoch=None):
-    """Loss and accuracy per epoch, training and validation, side by side."""
+def curves_figure(history, title: str, data_label: str | None = None, diverged_epoch=None,
+                  seed_histories=()):
+    """Loss and accuracy per epoch, training and validation, side by side; with
+    ``seed_histories`` (the same setting's runs of every seed), a band spans their range."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    seeds = None
+    if len(seed_histories) > 1:
+        import pandas as pd  # only here: plot_run jobs draw one run and start faster without it
+
+        seeds = pd.concat(list(seed_histories))
     for part, style in (("train", "-"), ("val", "--")):
         name = "training" if part == "train" else "validation"
-        loss_ax.plot(history["epoch"], history[f"{part}_loss"], style, label=name)
-        acc_ax.plot(history["epoch"], history[f"{part}_accuracy"], style, label=name)
+        lines = {}
+        lines["loss"], = loss_ax.plot(history["epoch"], history[f"{part}_loss"], style, label=name)
+        lines["accuracy"], = acc_ax.plot(history["epoch"], history[f"{part}_accuracy"], style, label=name)
+        if seeds is not None:
+            for ax, kind in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+                spread = seeds.groupby("epoch")[f"{part}_{kind}"].agg(["min", "max"])
+                ax.fill_between(spread.index, spread["min"], spread["max"], color=lines[kind].get_color(),
+                                alpha=0.2, lw=0, label=f"{name}, range over {len(seed_histories)} seeds")
     loss_ax.set_ylabel("cross-entropy loss")
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_ylim(0, 1.02)
@@ -242,7 +255,9 @@ def lr_comparison_figure(histories: dict, title: str, data_label: str | None = N
 
 
 def sweep_accuracy_figure(summaries: dict, title: str, data_label: str | None = None):
-    """Accuracy against each swept value (one panel per parameter), mean ± std over seeds."""
+    """Accuracy against each swept value (one panel per parameter) with its 95% interval (one
+    seed: Wilson over the images; several: t interval over seeds); a star above a value whose
+    test accuracy differs from the baseline's (Holm-adjusted p < 0.05)."""
     n = len(summaries)
     cols = 2 if n > 1 else 1
     rows = -(-n // cols)
@@ -250,8 +265,12 @@ def sweep_accuracy_figure(summaries: dict, title: str, data_label: str | None = 
     for ax, (parameter_title, summary) in zip(axes.flat, summaries.items()):
         positions = np.arange(len(summary))
         for metric, (name, colour, marker) in ACCURACY_STYLES.items():
-            ax.errorbar(positions, summary[f"{metric}_mean"], yerr=summary[f"{metric}_std"].fillna(0),
+            ax.errorbar(positions, summary[f"{metric}_mean"], yerr=interval_errors(summary, metric),
                         color=colour, marker=marker, capsize=3, label=name)
+        if "significant" in summary:
+            marked = summary["significant"].fillna(False).to_numpy(dtype=bool)
+            ax.scatter(positions[marked], np.full(marked.sum(), 0.97), marker="*", color="black", s=70,
+                       label="test differs from baseline (Holm p < 0.05)", zorder=5)
         diverged = summary["diverged"].to_numpy() > 0
         if diverged.any():
             ax.scatter(positions[diverged], np.zeros(diverged.sum()) + 0.02, marker="x", color="red",
@@ -270,6 +289,59 @@ def sweep_accuracy_figure(summaries: dict, title: str, data_label: str | None = 
     return fig
 
 
+def interval_errors(summary, metric: str) -> np.ndarray:
+    """Error-bar lengths (below, above the mean) of a summary's 95% intervals; 0 where none."""
+    mean = summary[f"{metric}_mean"].to_numpy(dtype=float)
+    below = mean - summary[f"{metric}_low"].to_numpy(dtype=float)
+    above = summary[f"{metric}_high"].to_numpy(dtype=float) - mean
+    return np.nan_to_num(np.vstack([below, above]), nan=0.0).clip(min=0)
+
+
+def seed_spread_figure(spread, differences: dict, title: str, data_label: str | None = None):
+    """Left: every seed's test accuracy of each baseline and headline run, the range as a bar.
+    Right: each network's sweep differences from its baseline with their intervals (filled:
+    significant after Holm), over a grey band of the baseline's range over seeds."""
+    n_effects = sum(len(summary) for summary in differences.values())
+    height = max(3.5, 0.5 * len(spread) + 2, 0.2 * n_effects + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, height),
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    for row, entry in enumerate(spread.itertuples(index=False)):
+        values = np.array([float(v) for v in entry.test_accuracies.split()] or [np.nan])
+        left.plot([np.nanmin(values), np.nanmax(values)], [row, row], color="tab:green", lw=6, alpha=0.3)
+        left.scatter(values, np.full(values.size, row), color="tab:green", zorder=3)
+    left.set_yticks(np.arange(len(spread)), [f"{r}\n({n} seeds)" for r, n in zip(spread["run"], spread["seeds"])],
+                    fontsize="small")
+    left.invert_yaxis()
+    left.set_xlabel("test accuracy")
+    left.set_title("test accuracy by seed")
+    left.grid(axis="x", alpha=0.3)
+    labels, position = [], 0
+    for network, summary in differences.items():
+        baseline = spread[(spread["network"] == network) & spread["run"].str.endswith("baseline")]
+        half = float(baseline["test_range"].iloc[0]) if len(baseline) and baseline["seeds"].iloc[0] > 1 else 0.0
+        start = position
+        for entry in summary.itertuples(index=False):
+            low, high = entry.difference - entry.difference_low, entry.difference_high - entry.difference
+            right.errorbar(entry.difference, position, xerr=[[np.nan_to_num(low)], [np.nan_to_num(high)]],
+                           fmt="o", color="tab:blue", mfc="tab:blue" if entry.significant else "white", capsize=2)
+            labels.append(f"{network}: {entry.label}")
+            position += 1
+        if half:
+            right.fill_betweenx([start - 0.5, position - 0.5], -half, half, color="grey", alpha=0.25,
+                                label="baseline's range over seeds" if start == 0 else None)
+    right.axvline(0, color="black", lw=0.8)
+    right.set_yticks(np.arange(len(labels)), labels, fontsize="x-small")
+    right.invert_yaxis()
+    right.set_xlabel("test accuracy minus baseline's (95% interval)")
+    right.set_title("sweep effects (filled: Holm p < 0.05)")
+    right.grid(axis="x", alpha=0.3)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize="small", loc="lower right")
+    fig.suptitle(titled(title, data_label))
+    fig.tight_layout()
+    return fig
+
+
 def comparison_figure(summary, title: str, data_label: str | None = None):
     """Grouped bars of training, validation and test accuracy, one group per table row."""
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(summary) + 2), 4.5))
@@ -277,7 +349,7 @@ def comparison_figure(summary, title: str, data_label: str | None = None):
     width = 0.26
     for offset, (metric, (name, colour, _)) in zip((-1, 0, 1), ACCURACY_STYLES.items()):
         ax.bar(positions + offset * width, summary[f"{metric}_mean"].fillna(0), width,
-               yerr=summary[f"{metric}_std"].fillna(0), color=colour, label=name, capsize=2)
+               yerr=interval_errors(summary, metric), color=colour, label=name, capsize=2)
     ax.set_xticks(positions, [str(v).replace(" / ", "\n") for v in summary["value"]], fontsize="small")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)

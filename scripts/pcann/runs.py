@@ -19,7 +19,7 @@ import numpy as np
 
 from .features import Features
 from .grid import Setting
-from .io import save_columns_csv, save_json
+from .io import save_columns_csv, save_json, save_npz
 from .training import FittedNetwork, accuracy_and_loss, continuation_problem, train_network
 from .weights_file import load_network, save_network
 
@@ -49,6 +49,30 @@ def evaluate(network: FittedNetwork, X: np.ndarray, y: np.ndarray) -> tuple[floa
     return _finite_or_none(accuracy), _finite_or_none(loss)
 
 
+#: The splits whose per-sample predictions a run keeps (``predictions.npz``).
+PREDICTED_SPLITS = ("val", "test")
+
+
+def predicted_classes(network: FittedNetwork, X: np.ndarray) -> np.ndarray:
+    """The class index the network predicts for each row of ``X``, as its accuracy counts it
+    (float64 logits, as :func:`pcann.training.accuracy_and_loss`); -1 everywhere for a
+    diverged network, which predicts nothing."""
+    if network.result.diverged:
+        return np.full(len(X), -1, dtype=np.int16)
+    return np.argmax(network.logits(X), axis=0).astype(np.int16)
+
+
+def run_predictions(network: FittedNetwork, features: Features) -> dict[str, np.ndarray]:
+    """``predictions.npz`` of a run: ``<split>_predicted`` and ``<split>_true`` class indices of
+    every validation and test sample, in the features' order. Two runs on the same features
+    can then be compared image by image (McNemar), and any run's confusion matrix drawn."""
+    arrays = {}
+    for part in PREDICTED_SPLITS:
+        arrays[f"{part}_predicted"] = predicted_classes(network, getattr(features, f"X_{part}"))
+        arrays[f"{part}_true"] = np.asarray(getattr(features, f"y_{part}")).astype(np.int16)
+    return arrays
+
+
 @dataclass
 class TrainedRun:
     """One fitted setting and everything its run folder records."""
@@ -60,6 +84,7 @@ class TrainedRun:
     metrics: dict
     history: dict  # column -> values, in the order of history.csv
     timing: dict
+    predictions: dict  # predictions.npz: see run_predictions
 
 
 def continuable_run(path, setting: Setting, features: Features, training: dict):
@@ -123,12 +148,13 @@ def train_run(
     }
     return TrainedRun(
         network, params, len(features.classes), features.X_train.shape[1], metrics, result.history,
-        timing,
+        timing, run_predictions(network, features),
     )
 
 
 def save_run(outputs, run: TrainedRun) -> None:
-    """Write a run's ``history``, ``weights``, ``timing`` and ``metrics`` (in that order)."""
+    """Write a run's ``history``, ``weights``, ``timing``, ``predictions`` (if asked for) and
+    ``metrics`` (in that order)."""
     save_columns_csv(outputs["history"], run.history)
     # class indices as labels, with the names in metrics.json: what plot_run and the tables expect
     save_network(
@@ -139,5 +165,7 @@ def save_run(outputs, run: TrainedRun) -> None:
         n_features_in=run.n_features,
     )
     save_json(outputs["timing"], run.timing)
+    if "predictions" in outputs:
+        save_npz(outputs["predictions"], **run.predictions)
     # metrics last: its presence means the run finished and everything else is in place
     save_json(outputs["metrics"], run.metrics)

@@ -1,0 +1,17 @@
+"""Rule compare_runs: every sweep value against its baseline, seed by seed, image by image on
+the shared test set (exact McNemar test, Agresti-Min interval of the difference, Holm over the
+sweep's values): results/tables/comparisons.csv."""
+
+from pathlib import Path
+
+from pcann.io import load_npz, save_csv
+from pcann.rule import run_rule
+from pcann.tables import compare_runs, plan_frame
+
+
+def main(smk):
+    predictions = {str(Path(path).parent): load_npz(path) for path in smk.input}
+    save_csv(smk.output[0], compare_runs(plan_frame(smk.params.plan), predictions))
+
+
+run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake
