@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import platform
 import subprocess
 import sys
@@ -150,22 +151,16 @@ def main(argv=None) -> int:
 
 
 def _asked_memory(work: Path, root: Path) -> dict[str, str]:
-    """mem_mb each preprocessing rule asks for, as the workflow computes it for this folder."""
-    script = (
-        "import sys; sys.path.insert(0, 'scripts')\n"
-        "from pcann.data import scan_image_folders, read_image\n"
-        "from pcann.resources import DataSize, load_images_mem_mb, preprocessing_mem_mb, pca_solver\n"
-        f"scan = scan_image_folders({str(root)!r}, ['Data_train', 'Data_test'])\n"
-        "first = read_image(scan.first_image, 'color')\n"
-        "size = DataSize(scan.counts['Data_train'], scan.counts['Data_test'], first.size, scan.n_classes)\n"
-        "solver = pca_solver('auto', size)\n"
-        "print(load_images_mem_mb(size), preprocessing_mem_mb(size, solver), solver)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True, check=True)
-    load, preprocessing, solver = out.stdout.split()
-    print(f"solver: {solver}")
-    return {"load_images": load, "split_train_val": "1000", "standardise": preprocessing, "fit_pca": preprocessing}
-
+    """mem_mb each preprocessing rule asks for, as the workflow itself plans the jobs for this
+    folder (a forced dry-run prints every job's resources)."""
+    done = snakemake(work, *TARGETS, "--cores", "1", "--dry-run", "--forceall", "--config", f"data_dir={root}")
+    asked = {}
+    for block in re.split(r"^\[[^\]]+\]$", done.stdout, flags=re.M)[1:]:
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        memory = re.search(r"\bmem_mb=(\d+)", block)
+        if rule and memory:
+            asked.setdefault(rule[1], memory[1])
+    return asked
 
 if __name__ == "__main__":
     sys.exit(main())
