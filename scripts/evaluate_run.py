@@ -27,7 +27,7 @@ from pcann.rule import run_rule
 
 def main(smk):
     features, data_label = load_features(smk.input.features)
-    _, test, _ = load_saved_dataset(smk.input.images, splits=["test"])
+    _, test, _ = load_saved_dataset(smk.input.images, splits=["test"], mmap=True)
     metrics = json.loads(open(smk.input.metrics).read())
     model = load_model(smk.input.model)
     classes = features.classes

@@ -12,7 +12,7 @@ logger = logging.getLogger("pcann.export_model")
 
 
 def main(smk):
-    _, test, data_label = load_saved_dataset(smk.input.images, splits=["test"])
+    _, test, data_label = load_saved_dataset(smk.input.images, splits=["test"], mmap=True)
     model = export_model(
         weights_path=smk.input.weights, transform_path=smk.input.transform,
         metrics_path=smk.input.metrics, read_mode=smk.params.read_mode, run=smk.params.run,

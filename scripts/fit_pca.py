@@ -20,7 +20,7 @@ def main(smk):
     logger.info("%s; %s solver, about %d MB needed, mem_mb=%s given", size.describe(), solver, needed,
                 smk.resources.get("mem_mb"))
     check_memory(needed, smk.resources.get("mem_mb"), size, smk.rule)
-    train, test, data_label = load_saved_dataset(smk.input.images)
+    train, test, data_label = load_saved_dataset(smk.input.images, mmap=True)
     split = load_npz(smk.input.split)
     stats = load_npz(smk.input.zscore)
     protocol, n_components = smk.wildcards.protocol, int(smk.wildcards.n_components)

@@ -6,7 +6,7 @@ from pcann.rule import run_rule
 
 
 def main(smk):
-    train, _, data_label = load_saved_dataset(smk.input[0], splits=["train"])
+    train, _, data_label = load_saved_dataset(smk.input[0], splits=["train"], mmap=True)
     save_figure(samples_figure(train, data_label=data_label or None), *smk.output)
 
 

@@ -20,7 +20,7 @@ def main(smk):
     logger.info("%s; %s solver, about %d MB needed, mem_mb=%s given", size.describe(), solver, needed,
                 smk.resources.get("mem_mb"))
     check_memory(needed, smk.resources.get("mem_mb"), size, smk.rule)
-    train, test, _ = load_saved_dataset(smk.input.images)
+    train, test, _ = load_saved_dataset(smk.input.images, mmap=True)
     split = load_npz(smk.input.split)
     protocol = smk.wildcards.protocol
     stats = zscore_statistics(train.X, test.X, split["train_idx"], protocol, solver)

@@ -24,7 +24,14 @@ from pcann.plots import (
     sweep_accuracy_figure,
 )
 from pcann.rule import run_rule
-from pcann.tables import PARAMETER_TITLES, SEED_SPREAD_TITLE, plan_frame, seed_spread, study_tables
+from pcann.tables import (
+    PARAMETER_TITLES,
+    SEED_SPREAD_TITLE,
+    plan_frame,
+    read_comparisons,
+    seed_spread,
+    study_tables,
+)
 from pcann.weights_file import load_network
 
 
@@ -32,7 +39,7 @@ def main(smk):
     label = smk.params.data_label
     runs = pd.read_csv(smk.input.runs)
     plan = plan_frame(smk.params.plan)
-    tables = study_tables(plan, runs, pd.read_csv(smk.input.comparisons))
+    tables = study_tables(plan, runs, read_comparisons(smk.input.comparisons))
 
     for network, files in smk.params.sweep_figures.items():
         summaries = {

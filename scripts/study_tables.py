@@ -8,6 +8,7 @@ from pcann.tables import (
     SEED_SPREAD_TITLE,
     markdown_table,
     plan_frame,
+    read_comparisons,
     seed_spread,
     seed_spread_display,
     study_tables,
@@ -37,7 +38,7 @@ def write_table(csv, markdown, html, title, summary, display, note=TABLE_NOTE):
 def main(smk):
     runs = pd.read_csv(smk.input.runs)
     plan = plan_frame(smk.params.plan)
-    tables = study_tables(plan, runs, pd.read_csv(smk.input.comparisons))
+    tables = study_tables(plan, runs, read_comparisons(smk.input.comparisons))
     for name, csv, markdown, html in zip(smk.params.names, smk.output.csv, smk.output.markdown, smk.output.html):
         write_table(csv, markdown, html, *tables[name])
     spread = seed_spread(plan, runs, tables)

@@ -183,7 +183,7 @@ def _streamed_and_exact(train: ImageSet, fit_rows: np.ndarray, k: int):
     scaler = fit_standardiser(train.X[fit_rows])
     zscored = scaler.transform(train.X[fit_rows].astype(np.float64))
     exact = fit_pca(zscored, k, n_spectrum=k)
-    streamed = principal_components(Standardised(train.X, fit_rows, mean, scale), k)
+    streamed = principal_components(Standardised(train.X, fit_rows, mean, scale), k, tol=1e-10)
     return (mean, scale, streamed), (scaler, exact, zscored)
 
 

@@ -296,14 +296,15 @@ SAVED_SPLITS = {
 
 
 def load_saved_dataset(
-    path: str | os.PathLike, splits=("train", "test")
+    path: str | os.PathLike, splits=("train", "test"), mmap: bool = False
 ) -> tuple[ImageSet | None, ImageSet | None, str]:
     """Inverse of :func:`save_dataset`: ``(train, test, data_label)``; a split not in ``splits``
-    is not read and comes back as ``None``."""
+    is not read and comes back as ``None``. ``mmap=True`` maps the images read-only instead of
+    reading them (see :func:`pcann.io.load_npz`)."""
     from .io import load_npz
 
     keys = ["classes", "image_shape", "data_label"] + [k for s in splits for k in SAVED_SPLITS[s]]
-    arrays = load_npz(path, keys)
+    arrays = load_npz(path, keys, mmap=mmap)
     classes = tuple(str(c) for c in arrays["classes"])
     shape = tuple(int(s) for s in arrays["image_shape"])
     loaded = {

@@ -65,11 +65,47 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def load_npz(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike, keys=None, mmap: bool = False) -> dict[str, np.ndarray]:
     """Read the arrays ``keys`` (default: every array) of an ``.npz`` file, never unpickling
-    anything; the others are not read at all (the images of a large dataset are gigabytes)."""
+    anything; the others are not read at all (the images of a large dataset are gigabytes).
+
+    ``mmap=True`` maps numeric arrays stored uncompressed (as :func:`save_npz` writes them)
+    read-only instead of reading them: jobs that share the images then share the system's page
+    cache rather than each holding, and first reading, its own copy."""
     with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in (archive.files if keys is None else keys)}
+        names = archive.files if keys is None else list(keys)
+        mapped = _mapped_members(path, names) if mmap else {}
+        return {name: mapped[name] if name in mapped else archive[name] for name in names}
+
+
+def _mapped_members(path, names) -> dict[str, np.ndarray]:
+    """Read-only memory maps of the uncompressed, numeric members ``names`` of an npz file."""
+    import struct
+    import zipfile
+
+    mapped = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+        for name in names:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                continue
+            # the member's data follows its local header, whose name and extra field lengths
+            # may differ from the central directory's
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                continue
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            if dtype.hasobject or dtype.kind not in "biuf" or 0 in shape:
+                continue
+            mapping = np.memmap(handle.name, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                                order="F" if fortran else "C")
+            mapped[name] = mapping.view(np.ndarray)  # a plain array; the mapping lives as its base
+    return mapped
 
 
 def save_json(path: str | os.PathLike, data: dict) -> None:

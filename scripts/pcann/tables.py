@@ -168,6 +168,13 @@ def _p_text(p, significant) -> str:
     return (f"{p:.3f}" if p >= 0.001 else "<0.001") + (f" {SIGNIFICANT_MARK}" if significant else "")
 
 
+def read_comparisons(path) -> pd.DataFrame:
+    """``comparisons.csv`` as written, its ``value`` column as text: the plan names values as
+    text, and a study whose swept values are all numbers would otherwise read them back as
+    floats that match none of them."""
+    return pd.read_csv(path, dtype={"value": str})
+
+
 def add_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """A sweep's summary with each value against the baseline: with one seed the exact McNemar
     test on the test images (difference with its Agresti-Min interval), with several the
