@@ -13,7 +13,10 @@
    memory (Snakemake's benchmark files) beside the memory it asked for, the wall time, and the
    wall time as a multiple of the floor (the target is at most 2x on 2 cores), and what else the
    time went to.
-4. Times planning (``--dry-run``) of the whole study on this folder against the study's own
+4. With ``--study``, then trains a small study on the same folder (the 2-layer baseline and one
+   learning-rate value, ``--epochs`` each, every run evaluated) and prints each per-run figure
+   job's time and peak memory (targets: under 10 s and 1 GB) and the summary page's size.
+5. Times planning (``--dry-run``) of the whole study on this folder against the study's own
    images (``PCANN_FRUITS_DIR``), and counts the bytes planning prints.
 """
 
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=100, help="image height and width")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="run the workflow in this new folder and keep it")
+    parser.add_argument("--study", action="store_true", help="also train and evaluate a small study")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of each run of --study")
     args = parser.parse_args(argv)
 
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
@@ -137,17 +142,62 @@ def main(argv=None) -> int:
               "(target: at most 2x)")
         print(f"{'job':<26} {'s':>7} {'peak MiB':>9} {'asked MiB':>10}")
         asked = _asked_memory(work, root)
+        seconds = {}
         for name, path in BENCHMARKED.items():
-            with open(work / path) as handle:
-                row = next(csv.DictReader(handle, delimiter="\t"))
+            row = _benchmark_row(work / path)
+            seconds[name] = float(row["s"])
             rule = name.split()[0]
-            print(f"{name:<26} {float(row['s']):>7.1f} {float(row['max_rss']):>9.0f} {asked.get(rule, '?'):>10}")
+            print(f"{name:<26} {seconds[name]:>7.1f} {float(row['max_rss']):>9.0f} {asked.get(rule, '?'):>10}")
+        critical = {
+            "loading": seconds["load_images"],
+            "split": seconds["split_train_val"],
+            "z-scoring (slower protocol)": max(v for k, v in seconds.items() if k.startswith("standardise")),
+            "PCA (slower protocol)": max(v for k, v in seconds.items() if k.startswith("fit_pca")),
+        }
+        critical["Snakemake between jobs"] = wall - sum(critical.values())
+        print("where the wall time went (the jobs on the critical path):")
+        for name, value in critical.items():
+            print(f"  {name:<30} {value:>6.1f} s = {value / floor:.2f} x the floor")
+        if args.study:
+            _small_study(work, root, config, args.cores, args.epochs)
     if os.environ.get("PCANN_FRUITS_DIR"):
         small, _ = planning(Path(os.environ["PCANN_FRUITS_DIR"]), yaml.safe_load((REPO / "config.yaml").read_text()))
         large, printed = planning(root, yaml.safe_load((REPO / "config.yaml").read_text()))
         print(f"planning the shipped study: {large:.1f} s on this folder vs {small:.1f} s on the study's images "
               f"({large - small:+.1f} s; target at most +3 s); {printed} bytes printed")
     return 0
+
+
+def _benchmark_row(path: Path) -> dict[str, str]:
+    with open(path) as handle:
+        return next(csv.DictReader(handle, delimiter="\t"))
+
+
+def _small_study(work: Path, root: Path, config: dict, cores: int, epochs: int) -> None:
+    """Train the 2-layer baseline and one other learning rate for ``epochs`` on the folder the
+    preprocessing ran on, with every output (per-run figures, evaluation, tables, summary), and
+    print what each per-run figure job cost."""
+    import yaml
+
+    baseline = dict(config["networks"]["two_layer"]["baseline"], epochs=epochs)
+    config = dict(config, networks={"two_layer": {"baseline": baseline, "sweep": {"lr": [0.01]}}},
+                  headline=[{"network": "two_layer"}], seeds=[1], plot_runs="all")
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    started = time.perf_counter()
+    done = snakemake(work, "--cores", str(cores), "--config", f"data_dir={root}")
+    if done.returncode:
+        raise SystemExit(done.stderr[-5000:])
+    print(f"small study ({epochs} epochs a run, 2 runs, every output): {time.perf_counter() - started:.0f} s")
+    print(f"{'per-run job':<40} {'s':>6} {'peak MiB':>9}   (targets: under 10 s and 1024 MiB)")
+    for path in sorted(work.glob("results/runs/**/*.benchmark.tsv")):
+        if path.name.startswith("train."):
+            continue
+        row = _benchmark_row(path)
+        name = f"{path.name.split('.')[0]} {path.parent.name[:28]}"
+        print(f"{name:<40} {float(row['s']):>6.1f} {float(row['max_rss']):>9.0f}")
+    summary = (work / "results" / "summary.md").read_text()
+    print(f"summary.md: {len(summary.splitlines())} lines, {len(summary)} characters, longest line "
+          f"{max(map(len, summary.splitlines()))} characters")
 
 
 def _asked_memory(work: Path, root: Path) -> dict[str, str]:

@@ -13,6 +13,8 @@ rule export_model:
         f"{RUN_DIR}/model.npz",
     log:
         f"{RUN_DIR}/export_model.log",
+    benchmark:
+        f"{RUN_DIR}/export_model.benchmark.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"
@@ -65,6 +67,8 @@ rule evaluate_run:
         ],
     log:
         f"{RUN_DIR}/evaluate_run.log",
+    benchmark:
+        f"{RUN_DIR}/evaluate_run.benchmark.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -40,6 +40,8 @@ rule plot_run:
         regions=multiext(f"{RUN_DIR}/decision_regions", ".png", ".svg"),
     log:
         f"{RUN_DIR}/plot_run.log",
+    benchmark:
+        f"{RUN_DIR}/plot_run.benchmark.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -52,11 +52,14 @@ CONFIG = {
     "plot_runs": "all",
 }
 #: Largest difference between the streamed and the exact projections (train, validation and
-#: test, up to each axis's sign), relative to the largest exact projection; also the relative
-#: tolerance of the explained-variance spectrum: the accuracy the exact solver is held to on the
-#: study's images. The streaming solver multiplies in float32 and stops when every fitted axis's
-#: relative residual is below 1e-6; measured here: at most 2.4e-8 (projections) and 1.9e-8 (spectrum) under both protocols.
+#: test, up to each axis's sign), relative to the largest exact projection: the accuracy the
+#: exact solver is held to on the study's images. The streaming solver multiplies in float32 and
+#: stops when each kept axis's relative residual is below 1e-6; measured here: at most 4.3e-8.
 PROJECTION_RTOL = 1e-6
+#: Relative tolerance of the explained-variance spectrum. The axes beyond the kept ones are only
+#: wanted for their variances, so their residuals only need to reach 1e-3 (a Ritz value's error
+#: goes as its residual squared); measured here: at most 1.0e-6, on the last of the ten.
+SPECTRUM_RTOL = 1e-5
 N_TRAIN_FOLDER = DEMO["n_classes"] * DEMO["n_train_per_class"]
 N_TEST = DEMO["n_classes"] * DEMO["n_test_per_class"]
 N_VAL = math.floor(VAL_FRACTION * N_TRAIN_FOLDER)
@@ -158,7 +161,7 @@ def test_streamed_features_equal_the_exact_pca(midsize, dataset):
             part: np.abs(streamed[f"X_{part}"] - signs * exact[part]).max() / largest for part in exact
         }
         assert max(errors.values()) <= PROJECTION_RTOL, (protocol, errors)
-        np.testing.assert_allclose(streamed["spectrum"], pca.explained_variance_ratio_, rtol=PROJECTION_RTOL)
+        np.testing.assert_allclose(streamed["spectrum"], pca.explained_variance_ratio_, rtol=SPECTRUM_RTOL)
 
 
 def test_every_run_is_trained_tabled_and_above_chance(midsize, run_dirs):

@@ -302,7 +302,7 @@ def fit_and_project(
     fit_rows = np.concatenate([train_idx, val_idx]) if protocol == "study" else np.asarray(train_idx)
     check_n_components(n_components, len(fit_rows), train.n_features)
     n_fit = min(max(n_components, n_spectrum), len(fit_rows), train.n_features)
-    found = principal_components(Standardised(train.X, fit_rows, mean, scale), n_fit)
+    found = principal_components(Standardised(train.X, fit_rows, mean, scale), n_fit, n_axes=n_components)
     axes = found.components[:n_components].T
     features = Features(
         X_train=Standardised(train.X, np.asarray(train_idx), mean, scale).times(axes),

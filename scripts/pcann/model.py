@@ -56,7 +56,7 @@ from . import PcannError
 from .data import IMAGE_SUFFIXES, _describe, is_image_file, read_image
 from .network import logits as network_logits
 from .network import softmax
-from .streaming import chunk_rows
+from .streaming import PROJECTION_CHUNK_BYTES, chunk_rows
 
 FORMAT = "pcann-model"
 FORMAT_VERSION = 1
@@ -166,10 +166,14 @@ class Model:
         flat = images.reshape(len(images), -1)
         offset = self.pca_mean @ self.pca_components.T
         out = np.empty((len(flat), len(self.pca_components)))
-        # a chunk of rows at a time: the float64 copy of a large test set would be gigabytes
-        rows = chunk_rows(flat.shape[1])
+        # a few rows at a time, in one buffer that stays in the processor's cache: the float64
+        # copy of a large test set would be gigabytes
+        rows = chunk_rows(flat.shape[1], PROJECTION_CHUNK_BYTES)
+        buffer = np.empty((min(rows, len(flat)), flat.shape[1]))
         for start in range(0, len(flat), rows):
-            z = (flat[start : start + rows].astype(np.float64) - self.zscore_mean) / self.zscore_scale
+            z = buffer[: len(flat[start : start + rows])]
+            np.subtract(flat[start : start + rows], self.zscore_mean, out=z)
+            np.divide(z, self.zscore_scale, out=z)
             out[start : start + rows] = z @ self.pca_components.T - offset
         return out
 
