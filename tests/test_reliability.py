@@ -1019,3 +1019,35 @@ def test_pickle_scan_catches_unsafe_loading(snippet):
 )
 def test_pickle_scan_accepts_safe_loading(snippet):
     assert not unpickling_problems(snippet)
+
+
+def test_mapped_npz_arrays_equal_the_read_ones_and_are_read_only(tmp_path):
+    """``load_npz(..., mmap=True)`` maps the numeric arrays save_npz stored (C and Fortran
+    order, any itemsize) and reads the rest (strings, empty arrays, compressed members), with
+    the same values either way; a mapped array cannot be written through."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "images": rng.integers(0, 256, size=(5, 7), dtype=np.uint8),
+        "fortran": np.asfortranarray(rng.normal(size=(3, 4))),
+        "wide": rng.integers(0, 2**16, size=(6,), dtype=np.uint16),
+        "names": np.asarray(["a", "bb"]),
+        "empty": np.zeros((0, 3)),
+        "scalar": np.asarray(2.5),
+    }
+    save_npz(tmp_path / "plain.npz", **arrays)
+    with zipfile.ZipFile(tmp_path / "packed.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("images.npy", "w") as member:
+            np.lib.format.write_array(member, arrays["images"])
+    for name in ("plain.npz", "packed.npz"):
+        mapped = load_npz(tmp_path / name, mmap=True)
+        read = load_npz(tmp_path / name)
+        assert mapped.keys() == read.keys()
+        for key, value in read.items():
+            assert mapped[key].dtype == value.dtype and mapped[key].shape == value.shape
+            np.testing.assert_array_equal(mapped[key], value)
+    mapped = load_npz(tmp_path / "plain.npz", ["images", "fortran"], mmap=True)
+    assert isinstance(mapped["images"].base, np.memmap) and mapped["fortran"].flags.f_contiguous
+    with pytest.raises(ValueError, match="read-only"):
+        mapped["images"][0, 0] = 1

@@ -11,7 +11,8 @@ is the images plus one chunk, whatever their number.
 * :func:`principal_components`: the leading principal axes of the z-scored rows by block Krylov
   iteration (block Lanczos with full reorthogonalisation) on their covariance: one pass over the
   images per block, and a Rayleigh-Ritz step over every block so far, until every wanted axis's
-  relative residual ``||C v - lambda v|| / lambda`` is below ``tol``. The passes multiply in
+  relative residual ``||C v - lambda v|| / lambda`` is below ``tol`` (``sqrt(tol)`` for axes
+  wanted only for their variances, which are then good to about ``tol``). The passes multiply in
   float32, which halves the memory traffic that bounds them; if float32 cannot reach ``tol``,
   the iteration goes on in float64 from where it stands. The sign of each axis follows
   scikit-learn's (its largest coefficient positive).
