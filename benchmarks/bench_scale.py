@@ -69,6 +69,17 @@ print(count, time.perf_counter() - started)
 """
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def generate(cache: Path, classes: int, train: int, test: int, size: int) -> Path:
     if (cache / MANIFEST_NAME).is_file():
         print(f"data: {cache} (cached)")
@@ -121,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of each run of --study")
     args = parser.parse_args(argv)
 
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     root = generate(args.cache, args.classes, args.train, args.test, args.size)
     n_images, floor = decode_floor(root)
     print(f"decode floor: {n_images} images decoded once on one core in {floor:.1f} s")

@@ -251,3 +251,18 @@ def test_real_dataset_shape(fruits_dir):
     assert train.classes == ("Carambula", "Lychee", "Pear")
     assert train.X.shape == (1470, 3072) and test.X.shape == (498, 3072)
     assert np.bincount(train.y).tolist() == [490] * 3 and np.bincount(test.y).tolist() == [166] * 3
+
+
+def test_loading_on_several_threads_equals_one_thread_and_names_the_first_bad_file(tmp_path):
+    """Threads decode runs of files into their own rows: the array is the one-thread array,
+    and of two unreadable files the first in folder order is the one reported."""
+    make_dataset(tmp_path, n_train=40, n_test=5)
+    one = load_split(tmp_path / "Data_train", threads=1)
+    several = load_split(tmp_path / "Data_train", threads=3)
+    np.testing.assert_array_equal(several.X, one.X)
+    assert several.files == one.files
+    files = [tmp_path / "Data_train" / name for name in one.files]
+    for bad in (files[100], files[20]):  # in different runs of rows, the later one written first
+        bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=str(files[20]).replace(".", r"\.")):
+        load_split(tmp_path / "Data_train", threads=3)

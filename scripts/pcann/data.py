@@ -15,7 +15,6 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -229,11 +228,18 @@ def load_split(
         return image.reshape(-1)
 
     X[0] = check(files[0], first)
+
+    def decode(rows: range) -> None:
+        for row in rows:
+            X[row] = check(files[row], read_image(files[row], mode))
+
+    # each thread decodes a run of files straight into its rows: one task per run, not per file,
+    # keeps the interpreter's share of the work small
+    runs = _runs(len(files), max(1, threads))
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        for row, (path, image) in enumerate(
-            zip(files[1:], pool.map(partial(read_image, mode=mode), files[1:])), start=1
-        ):
-            X[row] = check(path, image)
+        errors = [error for error in (task.exception() for task in [pool.submit(decode, rows) for rows in runs]) if error]
+    if errors:  # the first bad file in folder order, as a one-thread load would report it
+        raise errors[0]
     return ImageSet(
         X=X,
         y=labels,
@@ -241,6 +247,13 @@ def load_split(
         files=tuple(str(path.relative_to(split_dir)) for path in files),
         image_shape=tuple(expected_shape),
     )
+
+
+def _runs(n_files: int, threads: int, per_thread: int = 16) -> list[range]:
+    """Rows 1 to ``n_files - 1`` (row 0 is read first, for the shape) in about ``per_thread``
+    runs per thread, so that threads finishing early pick up more."""
+    size = max(1, -(-(n_files - 1) // (threads * per_thread)))
+    return [range(start, min(start + size, n_files)) for start in range(1, n_files, size)]
 
 
 def _describe(shape: tuple[int, ...]) -> str:
