@@ -2,25 +2,31 @@
 
 Trains the study's networks on the study's data (PCA(2) features of the fruit images, 1176
 training and 294 validation samples, 3 classes; loss and accuracy of both sets after every
-epoch) with
+epoch), and on synthetic data of any size given with ``--synthetic`` (2 features, as the
+study's PCA(2): Gaussian blobs, one per class, from a fixed seed; e.g. ``54000:131``, the size of
+the full Fruits-360 study), with
 
 1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.sgd``), with OpenCV's
    ``exp`` (the default) and with numpy's (``exp_backend="numpy"``),
 2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
 3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
 
-all in this process with one BLAS thread each, and prints seconds per 1000 epochs, the speed-up
-of pcann over each, and pcann's achieved GFLOP/s against the single-core float32 matmul peak.
-Every epoch does the same work, so runs shorter than 1000 epochs (``--epochs``) are scaled
-linearly.
+all in this process with one BLAS thread each, and prints seconds per 1000 epochs (per epoch on
+synthetic data), the speed-up of pcann over each, and pcann's achieved GFLOP/s against the
+single-core float32 matmul peak. Every epoch does the same work, so runs shorter than 1000 epochs
+(``--epochs``; ``--synthetic-epochs`` on synthetic data) are scaled linearly.
 
 The work is done in ``--repeats`` rounds: each round measures the matmul peak, then trains with
-every trainer once. A shared virtual machine's speed drifts by tens of percent within minutes,
-so every ratio is taken within a round (both sides saw the same moment of the machine) and the
-median over the rounds is reported, with its range; seconds are the fastest round's.
+every trainer once on every dataset. A shared virtual machine's speed drifts by tens of percent
+within minutes, so every ratio is taken within a round (both sides saw the same moment of the
+machine) and the median over the rounds is reported, with its range; seconds are the fastest
+round's. With more than one dataset, a last table sets the speed-ups over the reference side by
+side (issue 14: at 131 classes at least the speed-up at the study's 3).
 
     python benchmarks/bench_training.py --data-dir /path/to/fruits          # everything
     python benchmarks/bench_training.py --epochs 100 --settings 256,256-512  # a quick look
+    python benchmarks/bench_training.py --settings 256,256-512 --epochs 100 --synthetic 54000:131 \
+        --synthetic-epochs 3 --repeats 5 --no-numpy-exp                     # 3 vs 131 classes
 
 The machine should be otherwise idle.
 """
@@ -28,9 +34,11 @@ The machine should be otherwise idle.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -63,6 +71,57 @@ def load_features(data_dir: Path):
     return build_features(
         train, test, protocol="study", n_components=2, split="study", split_seed=10
     )
+
+
+@dataclass
+class Dataset:
+    """Training and validation samples as rows, class indices, and how long to train on them."""
+
+    label: str  # "" for the study's data: its lines and table keep their historic form
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    n_classes: int
+    epochs: int
+    per: int  # seconds are reported per this many epochs
+
+    def describe(self) -> str:
+        name = f"synthetic {self.label}" if self.label else "study"
+        return (
+            f"data ({name}): {len(self.y_train)} train / {len(self.y_val)} val samples, "
+            f"{self.X_train.shape[1]} features, {self.n_classes} classes"
+        )
+
+
+def parse_synthetic(spec: str) -> tuple[int, int, int]:
+    """``TRAIN:CLASSES`` (validation: a quarter of TRAIN) or ``TRAIN:VAL:CLASSES``."""
+    parts = spec.split(":")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 2:
+        numbers.insert(1, numbers[0] // 4)
+    if len(numbers) != 3 or numbers[0] < 1 or numbers[1] < 0 or numbers[2] < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected TRAIN:CLASSES or TRAIN:VAL:CLASSES (at least 2 classes); got {spec!r}"
+        )
+    return tuple(numbers)
+
+
+def synthetic_data(n_train: int, n_val: int, n_classes: int, seed: int = 0):
+    """Samples-as-rows ``(X_train, y_train, X_val, y_val)``: 2-D Gaussian blobs of unit spread
+    on a square grid of centres 4 apart (neighbours overlap a little), every class in equal
+    shares, in random order; centred, so the features span about as far as the study's PCA(2)."""
+    rng = np.random.default_rng(seed)
+    side = math.ceil(math.sqrt(n_classes))
+    grid = 4.0 * np.stack(np.divmod(np.arange(n_classes), side), axis=1)
+    centres = grid - grid.mean(axis=0)
+    y = np.arange(n_train + n_val) % n_classes
+    rng.shuffle(y)
+    X = centres[y] + rng.standard_normal((len(y), 2))
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
 def matmul_flops_per_epoch(sizes, n_train: int, n_eval: int) -> int:
@@ -119,7 +178,8 @@ def run_torch(f, hidden, lr, epochs):
     import torch
 
     rng = np.random.RandomState(SEED)
-    weights, _ = init_parameters(layer_sizes(f.X_train.shape[1], hidden, 3), rng)
+    n_classes = int(max(f.y_train.max(), f.y_val.max())) + 1
+    weights, _ = init_parameters(layer_sizes(f.X_train.shape[1], hidden, n_classes), rng)
     layers = []
     for l, W in enumerate(weights):
         linear = torch.nn.Linear(W.shape[1], W.shape[0])
@@ -161,9 +221,20 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--data-dir",
         default=os.environ.get("PCANN_FRUITS_DIR"),
-        help="fruits folder with Data_train/ and Data_test/ (default: $PCANN_FRUITS_DIR)",
+        help="fruits folder with Data_train/ and Data_test/ (default: $PCANN_FRUITS_DIR; '': none)",
     )
-    parser.add_argument("--epochs", type=int, default=1000, help="epochs per run (default 1000)")
+    parser.add_argument(
+        "--epochs", type=int, default=1000, help="epochs per run on the study's data (default 1000)"
+    )
+    parser.add_argument(
+        "--synthetic", action="append", default=[], type=parse_synthetic, metavar="TRAIN[:VAL]:CLASSES",
+        help="also train on synthetic 2-D blobs of this size, e.g. 54000:131 (validation: a "
+        "quarter of TRAIN unless given); repeatable",
+    )
+    parser.add_argument(
+        "--synthetic-epochs", type=int, default=3,
+        help="epochs per run on synthetic data (default 3); seconds are reported per epoch",
+    )
     parser.add_argument(
         "--settings",
         default="2,256,256-512,512-1024",
@@ -171,7 +242,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--repeats", type=int, default=1,
-        help="rounds (the peak, then each trainer once); ratios: median over the rounds",
+        help="rounds (the peak, then each trainer once on every dataset); ratios: median over the rounds",
     )
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the straightforward reference"
@@ -182,8 +253,8 @@ def main(argv=None) -> None:
         help="skip pcann with training.exp_backend: numpy (numpy's exp instead of OpenCV's)",
     )
     args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("give --data-dir or set PCANN_FRUITS_DIR")
+    if not args.data_dir and not args.synthetic:
+        parser.error("give --data-dir or set PCANN_FRUITS_DIR, or give --synthetic")
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
@@ -209,64 +280,103 @@ def main(argv=None) -> None:
     blas = {(i["internal_api"], i.get("architecture")) for i in threadpool_info()}
     print(f"numpy {np.__version__}; BLAS {sorted(blas)}; one thread each", flush=True)
 
-    f = load_features(Path(args.data_dir))
-    print(
-        f"data: {len(f.y_train)} train / {len(f.y_val)} val samples, {f.X_train.shape[1]} features"
-    )
-    scale = 1000 / args.epochs
-    rows = []
+    datasets = []
+    if args.data_dir:
+        f = load_features(Path(args.data_dir))
+        study = Dataset("", f.X_train, f.y_train, f.X_val, f.y_val, len(f.classes), args.epochs, 1000)
+        datasets.append(study)
+        print(
+            f"data: {len(f.y_train)} train / {len(f.y_val)} val samples, {f.X_train.shape[1]} features"
+        )
+    else:
+        print("no --data-dir: synthetic data only")
+    for n_train, n_val, n_classes in args.synthetic:
+        label = f"{n_train}:{n_val}:{n_classes}"
+        data = synthetic_data(n_train, n_val, n_classes)
+        datasets.append(Dataset(label, *data, n_classes, args.synthetic_epochs, 1))
+        print(datasets[-1].describe())
+    tables = {id(d): [] for d in datasets}
     for name in names:
         hidden, lr = SETTINGS[name]
-        sizes = layer_sizes(f.X_train.shape[1], hidden, len(f.classes))
-        flops = matmul_flops_per_epoch(sizes, len(f.y_train), len(f.y_train) + len(f.y_val)) * 1000
-        rounds = []  # per round: the peak, then every trainer's seconds per 1000 epochs
-        for _ in range(args.repeats):
+        rounds = {id(d): [] for d in datasets}  # per round: the peak, then every trainer's seconds
+        for number in range(1, args.repeats + 1):
             # the machine's speed drifts: each round measures its own peak, just before training
-            measured = {"peak": measure_matmul_peak(repeats=2)}
-            print(f"  round {len(rounds) + 1}: matmul peak {measured['peak']:.1f} GFLOP/s", flush=True)
-            for trainer, run in trainers.items():
-                elapsed, val_accuracy = run(f, hidden, lr, args.epochs)
-                measured[trainer] = elapsed * scale
-                print(
-                    f"  {list(hidden)} {trainer}: {elapsed:.2f} s for {args.epochs} epochs, "
-                    f"val accuracy {val_accuracy:.4f}",
-                    flush=True,
-                )
-            rounds.append(measured)
-        best = {t: min(r[t] for r in rounds) for t in trainers}
-        # same-round ratios: both sides of every ratio saw the same moment of the machine
-        ratios = {t: [r[t] / r["pcann"] for r in rounds] for t in trainers if t != "pcann"}
-        of_peak = [flops / r["pcann"] / 1e9 / r["peak"] for r in rounds]
-        rows.append((hidden, best, flops / best["pcann"] / 1e9, ratios, of_peak))
-        summary = "; ".join(f"vs {t}: {_spread(v, 'x')}" for t, v in ratios.items())
-        print(
-            f"{list(hidden)} b{BATCH_SIZE}: pcann {best['pcann']:.2f} s / 1000 epochs; {summary}; "
-            f"% of the round's peak: {_spread([100 * v for v in of_peak], '%')}",
-            flush=True,
-        )
+            peak = measure_matmul_peak(repeats=2)
+            print(f"  round {number}: matmul peak {peak:.1f} GFLOP/s", flush=True)
+            for d in datasets:
+                measured = {"peak": peak}
+                for trainer, run in trainers.items():
+                    elapsed, val_accuracy = run(d, hidden, lr, d.epochs)
+                    measured[trainer] = elapsed * d.per / d.epochs
+                    on = f" on {d.label}" if d.label else ""
+                    print(
+                        f"  {list(hidden)} {trainer}{on}: {elapsed:.2f} s for {d.epochs} epochs, "
+                        f"val accuracy {val_accuracy:.4f}",
+                        flush=True,
+                    )
+                rounds[id(d)].append(measured)
+        for d in datasets:
+            tables[id(d)].append(summarise(d, hidden, trainers, rounds[id(d)]))
 
+    for d in datasets:
+        print_table(d, tables[id(d)], args.repeats)
+    if len(datasets) > 1 and "reference" in trainers:
+        print("\nspeed-up of pcann over the reference by dataset: median over the rounds (range)")
+        heads = [f"{d.label or 'study'}, {d.n_classes} classes" for d in datasets]
+        print(f"\n| net, batch {BATCH_SIZE} | " + " | ".join(heads) + " |")
+        print("|---|" + "---|" * len(datasets))
+        for row, (hidden, *_) in enumerate(tables[id(datasets[0])]):
+            cells = [_spread(tables[id(d)][row][3]["reference"], "x") for d in datasets]
+            print(f"| {list(hidden)} | " + " | ".join(cells) + " |")
+
+
+def summarise(d: Dataset, hidden, trainers, rounds):
+    """One table row from a dataset's rounds; prints the row's one-line summary."""
+    sizes = layer_sizes(d.X_train.shape[1], hidden, d.n_classes)
+    n_train, n_eval = len(d.y_train), len(d.y_train) + len(d.y_val)
+    flops = matmul_flops_per_epoch(sizes, n_train, n_eval) * d.per
+    best = {t: min(r[t] for r in rounds) for t in trainers}
+    # same-round ratios: both sides of every ratio saw the same moment of the machine
+    ratios = {t: [r[t] / r["pcann"] for r in rounds] for t in trainers if t != "pcann"}
+    of_peak = [flops / r["pcann"] / 1e9 / r["peak"] for r in rounds]
+    summary = "; ".join(f"vs {t}: {_spread(v, 'x')}" for t, v in ratios.items())
+    on = f", {d.label}" if d.label else ""
+    unit = "1000 epochs" if d.per == 1000 else "epoch"
+    print(
+        f"{list(hidden)} b{BATCH_SIZE}{on}: pcann {best['pcann']:.2f} s / {unit}; {summary}; "
+        f"% of the round's peak: {_spread([100 * v for v in of_peak], '%')}",
+        flush=True,
+    )
+    return hidden, best, flops / best["pcann"] / 1e9, ratios, of_peak
+
+
+def print_table(d: Dataset, rows, repeats: int) -> None:
+    if d.label:
+        print(f"\n{d.describe()}; seconds per epoch ({d.epochs} run, best of {repeats})")
     print(
         f"\n| net, batch {BATCH_SIZE} | pcann s | reference s | speed-up | PyTorch s | speed-up "
         f"| pcann GFLOP/s | % of peak | pcann, numpy exp s | its speed-up vs reference |"
         f"\n|---|---|---|---|---|---|---|---|---|---|"
     )
+    digits = 1 if d.per == 1000 else 3  # per 1000 epochs of the study / per epoch of 54,000 samples
     for hidden, best, gflops, ratios, of_peak in rows:
-        cells = [f"{best['pcann']:.2f}"]
+        cells = [f"{best['pcann']:.{digits + 1}f}"]
         for other in ("reference", "torch"):
             if other in best:
-                cells += [f"{best[other]:.1f}", f"{np.median(ratios[other]):.1f}x"]
+                cells += [f"{best[other]:.{digits}f}", f"{np.median(ratios[other]):.1f}x"]
             else:
                 cells += ["-", "-"]
         cells += [f"{gflops:.1f}", f"{100 * np.median(of_peak):.0f}%"]
         if "pcann-numpy" in best:
-            cells.append(f"{best['pcann-numpy']:.2f}")
+            cells.append(f"{best['pcann-numpy']:.{digits + 1}f}")
             reference = best.get("reference")
             cells.append(f"{reference / best['pcann-numpy']:.1f}x" if reference else "-")
         else:
             cells += ["-", "-"]
         print(f"| {list(hidden)} | " + " | ".join(cells) + " |")
+    unit = "1000 epochs" if d.per == 1000 else "epoch"
     print(
-        f"\nseconds per 1000 epochs ({args.epochs} run, best of {args.repeats}); speed-ups and % of "
+        f"\nseconds per {unit} ({d.epochs} run, best of {repeats}); speed-ups and % of "
         "peak: median over the rounds of the same-round ratios (each round measures its own "
         "single-core float32 matmul peak)"
     )

@@ -32,6 +32,18 @@ def test_training_benchmark_prints_same_round_ratios_and_the_table(fruits_dir):
     assert [line.split(" | ")[0] for line in table] == ["| [2]", "| [256]"]
 
 
+def test_training_benchmark_on_synthetic_data_sets_the_speed_ups_side_by_side():
+    out = run_benchmark(
+        "bench_training.py", "--data-dir", "", "--synthetic", "400:131", "--synthetic", "300:50:3",
+        "--synthetic-epochs", "1", "--settings", "2", "--repeats", "2", "--no-torch", "--no-numpy-exp",
+    )
+    assert "data (synthetic 400:100:131): 400 train / 100 val samples, 2 features, 131 classes" in out
+    assert "[2] b16, 300:50:3: pcann" in out and "s / epoch; vs reference: " in out
+    assert "| net, batch 16 | 400:100:131, 131 classes | 300:50:3, 3 classes |" in out
+    side_by_side = out.strip().splitlines()[-1]
+    assert side_by_side.startswith("| [2] | ") and side_by_side.count("x (") == 2
+
+
 @pytest.mark.workflow
 def test_planning_benchmark_plans_a_grid_and_the_bare_reference():
     out = run_benchmark("bench_planning.py", "--sizes", "5", "--repeat", "1")

@@ -162,6 +162,26 @@ def test_training_equals_readable_sgd(hidden, schedule):
     assert model.n_steps_ == epochs * math.ceil(37 / batch_size)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_class_index_labels_train_as_one_hot_labels_bit_for_bit(monkeypatch, dtype):
+    """Many classes shuffle class indices instead of one-hot rows: the same run, to the bit
+    (37 samples in batches of 8: a short last batch; a step schedule changes the labels' scale)."""
+    X, y = random_problem(m=37, n_classes=20)
+    X_val, y_val = random_problem(m=11, n_classes=20, seed=1)
+
+    def train(one_hot_classes):
+        monkeypatch.setattr(sgd, "ONE_HOT_CLASSES", one_hot_classes)
+        return training.train_network(
+            X.T, y, 20, X_val.T, y_val, hidden=[7], epochs=4, lr=0.8, batch_size=8, seed=2,
+            lr_schedule="step", lr_decay_rate=0.5, lr_decay_every=2, dtype=dtype,
+        )
+
+    by_index, by_one_hot = train(one_hot_classes=19), train(one_hot_classes=20)
+    for a, b in zip(by_index.weights + by_index.biases, by_one_hot.weights + by_one_hot.biases):
+        assert a.tobytes() == b.tobytes()
+    assert by_index.result.history == by_one_hot.result.history
+
+
 @pytest.mark.parametrize("n_classes", [3, 6, 20])  # each way of scoring: by rows, by columns
 def test_history_losses_match_log_loss(n_classes):
     X, y = make_blobs(n_samples=300, centers=n_classes, cluster_std=3.0, random_state=0)
