@@ -112,7 +112,11 @@ def training_mem_mb(hidden, n_components: int, n_train_folder: int, n_classes: i
     """A training job: the trainer's float32 buffers (the epoch's shuffled rows three times, and
     the activations of every layer over the training folder, scored each evaluation) and a
     start-up of numpy and OpenCV only."""
+    from .sgd import ONE_HOT_CLASSES
+
     widths = [*hidden, n_classes]
-    rows = 3 * n_train_folder * (n_components + 1 + n_classes)
+    # beyond ONE_HOT_CLASSES the epoch's rows carry class indices, not one-hot labels
+    label_rows = n_classes if n_classes <= ONE_HOT_CLASSES else 1
+    rows = 3 * n_train_folder * (n_components + 1 + label_rows)
     scored = n_train_folder * (n_components + 1 + sum(w + 1 for w in widths) + 2)
     return int(math.ceil((150 * MB + 4 * (rows + scored)) * MARGIN / MB))
