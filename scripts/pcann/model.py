@@ -171,8 +171,9 @@ class Model:
         rows = chunk_rows(flat.shape[1], PROJECTION_CHUNK_BYTES)
         buffer = np.empty((min(rows, len(flat)), flat.shape[1]))
         for start in range(0, len(flat), rows):
-            z = buffer[: len(flat[start : start + rows])]
-            np.subtract(flat[start : start + rows], self.zscore_mean, out=z)
+            block = flat[start : start + rows]
+            z = buffer[: len(block)]
+            np.subtract(block, self.zscore_mean, out=z)
             np.divide(z, self.zscore_scale, out=z)
             out[start : start + rows] = z @ self.pca_components.T - offset
         return out
