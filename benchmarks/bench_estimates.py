@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,11 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from pcann.grid import Setting, estimated_seconds  # noqa: E402
 from pcann.training import train_network  # noqa: E402
+from support import cpu_name, synthetic_data  # noqa: E402
 
 #: (hidden, batch size) of the study's nets and the extremes of its sweeps.
 NETS = [((2,), 16), ((256,), 16), ((256,), 256), ((256, 512), 16), ((512, 1024), 64), ((256,), 4)]
@@ -40,15 +41,11 @@ SAMPLES = (1500, 54000)
 
 def measure(hidden, batch_size, n_classes, n_train, min_seconds: float) -> tuple[float, int]:
     """CPU seconds per epoch of a run of at least ``min_seconds``, and its epochs."""
-    rng = np.random.default_rng(0)
-    n_val = n_train // 4
-    y = rng.integers(0, n_classes, n_train + n_val)
-    centres = rng.normal(size=(n_classes, 2)) * 3
-    X = centres[y] + rng.normal(size=(n_train + n_val, 2))
+    X_train, y_train, X_val, y_val = synthetic_data(n_train, n_train // 4, n_classes)
     epochs = 2
     while True:
         started = time.process_time()
-        network = train_network(X[:n_train], y[:n_train], n_classes, X[n_train:], y[n_train:],
+        network = train_network(X_train, y_train, n_classes, X_val, y_val,
                                 hidden=hidden, epochs=epochs, lr=0.01, batch_size=batch_size)
         seconds = time.process_time() - started
         if network.result.diverged:
@@ -66,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     nets = NETS[:2] if args.quick else NETS
     samples = SAMPLES[:1] if args.quick else SAMPLES
-    print(f"CPU: {platform.processor() or platform.machine()}; numpy {np.__version__}; one BLAS thread")
+    print(f"CPU: {cpu_name()}; numpy {np.__version__}; one BLAS thread")
     print(f"{'hidden':>12} {'batch':>5} {'classes':>7} {'samples':>7} {'epochs':>6} "
           f"{'measured s/epoch':>16} {'estimate s/epoch':>16} {'estimate/measured':>17}")
     ratios = []

@@ -26,7 +26,6 @@ import argparse
 import csv
 import os
 import re
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from pcann.demo import MANIFEST_NAME, generate_demo_dataset  # noqa: E402
-from support import copy_workflow  # noqa: E402
+from support import copy_workflow, cpu_name  # noqa: E402
 
 #: The preprocessing's outputs under both protocols, with the default two components.
 TARGETS = ["results/features/study/pca2/features.npz", "results/features/train-only/pca2/features.npz"]
@@ -67,17 +66,6 @@ for folder in ("Data_train", "Data_test"):
             count += 1
 print(count, time.perf_counter() - started)
 """
-
-
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo``), or what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def generate(cache: Path, classes: int, train: int, test: int, size: int) -> Path:

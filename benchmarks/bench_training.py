@@ -34,7 +34,6 @@ The machine should be otherwise idle.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from pcann.data import load_dataset  # noqa: E402
-from support import build_features  # noqa: E402
+from support import build_features, synthetic_data  # noqa: E402
 from pcann.estimator import MLPClassifier  # noqa: E402
 from pcann.network import init_parameters, layer_sizes  # noqa: E402
 import reference_study_nn  # noqa: E402
@@ -108,20 +107,6 @@ def parse_synthetic(spec: str) -> tuple[int, int, int]:
             f"expected TRAIN:CLASSES or TRAIN:VAL:CLASSES (at least 2 classes); got {spec!r}"
         )
     return tuple(numbers)
-
-
-def synthetic_data(n_train: int, n_val: int, n_classes: int, seed: int = 0):
-    """Samples-as-rows ``(X_train, y_train, X_val, y_val)``: 2-D Gaussian blobs of unit spread
-    on a square grid of centres 4 apart (neighbours overlap a little), every class in equal
-    shares, in random order; centred, so the features span about as far as the study's PCA(2)."""
-    rng = np.random.default_rng(seed)
-    side = math.ceil(math.sqrt(n_classes))
-    grid = 4.0 * np.stack(np.divmod(np.arange(n_classes), side), axis=1)
-    centres = grid - grid.mean(axis=0)
-    y = np.arange(n_train + n_val) % n_classes
-    rng.shuffle(y)
-    X = centres[y] + rng.standard_normal((len(y), 2))
-    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
 def matmul_flops_per_epoch(sizes, n_train: int, n_eval: int) -> int:

@@ -1,11 +1,16 @@
-"""What the tests and the benchmarks share: a copy of the workflow to run, and the features of a
-dataset in one call (the workflow runs these steps as separate rules)."""
+"""What the tests and the benchmarks share: a copy of the workflow to run, the features of a
+dataset in one call (the workflow runs these steps as separate rules), and synthetic 2-D
+features of any size and class count."""
 
 from __future__ import annotations
 
+import math
+import platform
 import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 #: The repository (this file is tests/support.py).
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +64,28 @@ def build_features(
     train_idx, val_idx = split_indices(train.y, val_fraction, split, split_seed)
     stats = zscore_statistics(train.X, test.X, train_idx, protocol, "exact")
     return fit_and_project(train, test, train_idx, val_idx, stats, protocol, n_components, 10, "exact")[0]
+
+
+def synthetic_data(n_train: int, n_val: int, n_classes: int, seed: int = 0):
+    """Samples-as-rows ``(X_train, y_train, X_val, y_val)``: 2-D Gaussian blobs of unit spread
+    on a square grid of centres 4 apart (neighbours overlap a little), every class in equal
+    shares, in random order; centred, so the features span about as far as the study's PCA(2)."""
+    rng = np.random.default_rng(seed)
+    side = math.ceil(math.sqrt(n_classes))
+    grid = 4.0 * np.stack(np.divmod(np.arange(n_classes), side), axis=1)
+    centres = grid - grid.mean(axis=0)
+    y = np.arange(n_train + n_val) % n_classes
+    rng.shuffle(y)
+    X = centres[y] + rng.standard_normal((len(y), 2))
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
