@@ -235,9 +235,10 @@ def load_split(
 
     # each thread decodes a run of files straight into its rows: one task per run, not per file,
     # keeps the interpreter's share of the work small
-    runs = _runs(len(files), max(1, threads))
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        errors = [error for error in (task.exception() for task in [pool.submit(decode, rows) for rows in runs]) if error]
+    threads = max(1, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        tasks = [pool.submit(decode, rows) for rows in _runs(len(files), threads)]
+    errors = [task.exception() for task in tasks if task.exception() is not None]
     if errors:  # the first bad file in folder order, as a one-thread load would report it
         raise errors[0]
     return ImageSet(

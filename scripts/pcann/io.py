@@ -74,17 +74,18 @@ def load_npz(path: str | os.PathLike, keys=None, mmap: bool = False) -> dict[str
     cache rather than each holding, and first reading, its own copy."""
     with np.load(path, allow_pickle=False) as archive:
         names = archive.files if keys is None else list(keys)
-        mapped = _mapped_members(path, names) if mmap else {}
+        mapped = _mapped_members(archive.zip, path, names) if mmap else {}
         return {name: mapped[name] if name in mapped else archive[name] for name in names}
 
 
-def _mapped_members(path, names) -> dict[str, np.ndarray]:
-    """Read-only memory maps of the uncompressed, numeric members ``names`` of an npz file."""
+def _mapped_members(archive, path, names) -> dict[str, np.ndarray]:
+    """Read-only memory maps of the uncompressed, numeric members ``names`` of the npz file
+    ``path``, whose ``zipfile.ZipFile`` is ``archive``."""
     import struct
     import zipfile
 
     mapped = {}
-    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+    with open(path, "rb") as handle:
         for name in names:
             info = archive.getinfo(f"{name}.npy")
             if info.compress_type != zipfile.ZIP_STORED:
@@ -98,8 +99,10 @@ def _mapped_members(path, names) -> dict[str, np.ndarray]:
             version = np.lib.format.read_magic(handle)
             if version not in ((1, 0), (2, 0)):
                 continue
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
             if dtype.hasobject or dtype.kind not in "biuf" or 0 in shape:
                 continue
             mapping = np.memmap(handle.name, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
