@@ -34,6 +34,11 @@ if workflow.is_main_process:
     run_group_members_side_by_side()
 
 
+onstart:
+    check_predict_trains_nothing(workflow.dag, workflow.dag_settings.targets)
+    record_study()
+
+
 rule all:
     default_target: True
     input:

@@ -6,10 +6,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import snakemake.utils
 from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from pcann import PcannError  # noqa: E402
 from pcann.config import (  # noqa: E402
     canonical_config,
     check_config,
@@ -34,26 +34,60 @@ from pcann.resources import (  # noqa: E402
     preprocessing_runtime,
 )
 from pcann.resources import training_mem_mb as training_job_mem_mb  # noqa: E402
+from pcann.study_record import (  # noqa: E402
+    check_same_data,
+    data_identity,
+    describe_data,
+    folder_key,
+    read_record,
+    record_text,
+    resolve_config,
+    write_record,
+)
 from pcann.training import shared_params  # noqa: E402
 
 # --- configuration ----------------------------------------------------------------------------
-# config.yaml is read here rather than with `configfile:` so that a YAML error names the file
-# and line; values given with --configfile or --config (already in `config`) take precedence.
-_overrides = dict(config)
-config.clear()
-config.update(load_config_file("config.yaml"))
-snakemake.utils.update_config(config, _overrides)
+#: Every output of the workflow goes under this folder; results/study.yaml says what study it holds.
+RESULTS = "results"
 
-CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
-# Our check first, for one readable line per problem; then Snakemake's, which fills defaults.
-check_config(config, CONFIG_SCHEMA)
+
+def stop(error):
+    """End the run with the one-line message of an error the user can fix: no traceback frame,
+    no job started, nothing written."""
+    logger.error(f"Error: {error}")
+    raise SystemExit(1)
+
+
+# config.yaml is read here rather than with `configfile:` so that a YAML error names the file and
+# line, and so that a command without --configfile can repeat the study recorded in results/
+# (pcann.study_record): follow-up commands need no repeated flags. A study file given with
+# --configfile replaces the shipped networks instead of merging into them.
+try:
+    STUDY_RECORD = read_record(RESULTS)
+    _resolved, STUDY_FILES, STUDY_VALUES = resolve_config(
+        load_config_file(os.path.join(workflow.basedir, "config.yaml")),
+        workflow.config_settings.configfiles,
+        dict(workflow.config_settings.config),
+        STUDY_RECORD,
+    )
+    config.clear()
+    config.update(_resolved)
+
+    CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+    # Our check first, for one readable line per problem; then Snakemake's, which fills defaults.
+    check_config(config, CONFIG_SCHEMA)
+except PcannError as error:
+    stop(error)
 validate(config, CONFIG_SCHEMA)
 # Keys in the schema's order and numbers as numbers: the same values, however they are written
 # or ordered, give the same rule params, so they re-run nothing.
 _canonical = canonical_config(config, load_schema(CONFIG_SCHEMA))
 config.clear()
 config.update(_canonical)
-check_results_writable("results")
+try:
+    check_results_writable(RESULTS)
+except PcannError as error:
+    stop(error)
 
 # --- data -------------------------------------------------------------------------------------
 USE_DEMO = config["data_dir"] is None
@@ -74,7 +108,10 @@ if USE_DEMO:
         "*** For real data: snakemake --cores 4 --config data_dir=PATH\n"
     )
 else:
-    DATA_DIR = check_data_dir(config)
+    try:
+        DATA_DIR = check_data_dir(config)
+    except PcannError as error:
+        stop(error)
     # One stat per image, no decoding: the sizes the plan is checked against, and a fingerprint
     # that re-runs the loading when an image is added, removed or changed.
     IMAGE_SCAN = scan_image_folders(
@@ -91,6 +128,19 @@ else:
     N_FEATURES = _first.size if _first is not None else 0
     ITEMSIZE = _first.itemsize if _first is not None else 1
 
+#: What identifies the data; a command asking for other data than results/ holds stops here.
+STUDY_DATA = data_identity(
+    config,
+    DATA_DIR,
+    IMAGE_SCAN.fingerprint if IMAGE_SCAN else None,
+    {"n_train": N_TRAIN_FOLDER, "n_test": N_TEST, "n_classes": N_CLASSES},
+)
+if STUDY_RECORD and workflow.is_main_process and not config["replace_results"]:
+    try:
+        check_same_data(STUDY_RECORD, STUDY_DATA, RESULTS)
+    except PcannError as error:
+        stop(error)
+
 #: The data's size, from which the preprocessing jobs' solver, memory and time limits follow.
 DATA_SIZE = DataSize(N_TRAIN_FOLDER, N_TEST, N_FEATURES, N_CLASSES, ITEMSIZE)
 PCA_SOLVER = pca_solver(config["pca_solver"], DATA_SIZE)
@@ -98,7 +148,10 @@ PCA_SOLVER = pca_solver(config["pca_solver"], DATA_SIZE)
 # --- the study plan ---------------------------------------------------------------------------
 PLAN = StudyPlan(config, N_TRAIN_FOLDER, N_CLASSES)
 # Impossible batch sizes or component counts stop the run here, before any job.
-check_plan_fits_data(PLAN.settings, config, N_TRAIN_FOLDER, N_FEATURES)
+try:
+    check_plan_fits_data(PLAN.settings, config, N_TRAIN_FOLDER, N_FEATURES)
+except PcannError as error:
+    stop(error)
 #: The training options shared by every run; changing one re-runs every training job.
 TRAINING_PARAMS = shared_params(config["training"])
 RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
@@ -120,9 +173,34 @@ wildcard_constraints:
     **WILDCARD_PATTERNS,
     protocol="|".join(map(re.escape, PROTOCOLS)),
     n_components=r"[1-9][0-9]*",
+    predict_folder=r"[^/]+-[0-9a-f]{8}",
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def record_study():
+    """Write results/study.yaml as a run starts (not in a dry run): every later command, and
+    every job submitted from this one, then finds the study results/ holds."""
+    write_record(RESULTS, record_text(STUDY_DATA, STUDY_FILES, STUDY_VALUES, config))
+
+
+def check_predict_trains_nothing(dag, targets):
+    """Stop a predict command that would retrain finished runs (their code or settings changed
+    since they were trained): a prediction never replaces a finished run."""
+    if "predict" not in targets:
+        return
+    retrained = sorted(
+        run_name(Setting.from_wildcards(job.wildcards).run_dir)
+        for job in dag.needrun_jobs()
+        if job.rule.name == "train"
+    )
+    if retrained:
+        stop(
+            f"predict would retrain {len(retrained)} finished runs whose code or settings changed "
+            f"since they were trained (e.g. {retrained[0]}); nothing was changed. Bring the study "
+            "up to date first (snakemake --cores 4), then predict"
+        )
+
+
 def data_inputs(wildcards):
     """The demo set's manifest; real image folders are followed by their fingerprint (a param of
     the loading), not listed as inputs: 90,000 inputs would slow planning and fill the terminal.

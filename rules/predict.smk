@@ -1,5 +1,6 @@
 # Classify new images: `snakemake --cores 4 predict --config predict_dir=PATH` runs the model
-# file of each headline run (or of each run named in predict_runs) on every image under PATH.
+# file of each headline run (or of each run named in predict_runs) on every image under PATH,
+# into results/predictions/<folder name>-<hash>/<run>/. It never trains: the runs must exist.
 
 
 rule predict:
@@ -12,6 +13,7 @@ rule predict_images:
         unpack(predict_inputs),
     output:
         predictions=f"{PREDICTION_DIR}/predictions.csv",
+        rejected=f"{PREDICTION_DIR}/rejected.csv",
         markdown=f"{PREDICTION_DIR}/evaluation.md",
         metrics=f"{PREDICTION_DIR}/evaluation.json",
     log:
@@ -27,5 +29,6 @@ rule predict_images:
         runtime=30,
     params:
         predict_dir=lambda wildcards: str(predict_dir()),
+        strict=config["predict_strict"],
     script:
         "../scripts/predict_images.py"

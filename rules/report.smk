@@ -227,7 +227,7 @@ rule summary:
     params:
         names=PLAN.table_names,
         data_label=DATA_LABEL,
-        data_dir=config["data_dir"],
+        data=describe_data(STUDY_DATA),
         protocol=config["protocol"],
         n_components=config["n_components"],
     script:

@@ -24,8 +24,8 @@ def main(smk):
         lines += [f"> **{smk.params.data_label}.** No `data_dir` was configured, so every number below "
                   "comes from the embedded demo images. Real data: "
                   "`snakemake --cores 4 --config data_dir=PATH`.", ""]
-    else:
-        lines += [f"Data: `{smk.params.data_dir}`.", ""]
+    lines += [f"Data: {smk.params.data}. The study's files and its whole configuration are "
+              "recorded in `study.yaml`.", ""]
     diverged = int(runs["diverged"].sum())
     lines += [
         f"- {len(runs)} training runs; {diverged} diverged.",

@@ -283,7 +283,8 @@ def test_the_same_values_written_another_way_plan_no_job(finished_study, tmp_pat
         extra = tmp_path / "same-values.yaml"
         extra.write_text(yaml.safe_dump(
             {"training": DEFAULT_TRAINING_REORDERED, "split_seed": 10,
-             "networks": {"two_layer": {"baseline": {"batch_size": 8, "lr": 0.05}}}}, sort_keys=False))
+             # a study file's networks replace the shipped ones whole: the same networks, reordered
+             "networks": _reordered({"networks": config["networks"]})["networks"]}, sort_keys=False))
         args = ["--configfile", str(extra)]
     else:
         args = ["--config", "val_fraction=0.2", "split_seed=10", "protocol=study", "read_mode=color"]
@@ -405,20 +406,30 @@ def test_a_changed_added_or_removed_image_reloads_the_images_and_nothing_else_do
     target = "results/data/split.npz"
     run_snakemake(workdir, "--cores", "2", target)
 
-    def planned():
-        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", target)
+    replace = ("--config", "replace_results=True")
+
+    def planned(*args):
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", target, *args)
         output = result.stdout + result.stderr
         assert str(data) not in output  # planning names no image
         return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M) if m[1] != "total"})
+
+    def refused():
+        result = run_snakemake(workdir, "--dry-run", "--cores", "1", target, check=False)
+        return result.returncode == 1 and "the images in the folder changed" in result.stdout + result.stderr
 
     assert planned() == Counter()
     image = data / "Data_train" / "apple" / "apple_000.png"
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert planned() == Counter(load_images=1, split_train_val=1)
+    # other images than results/ holds: stopped unless the user says the old results may go
+    assert refused()
+    assert planned(*replace) == Counter(load_images=1, split_train_val=1)
     shutil.copy(image, image.with_name("apple_100.png"))
-    assert planned() == Counter(load_images=1, split_train_val=1)
-    run_snakemake(workdir, "--cores", "2", target)
+    assert refused()
+    assert planned(*replace) == Counter(load_images=1, split_train_val=1)
+    run_snakemake(workdir, "--cores", "2", target, *replace)
     assert planned() == Counter()
     image.unlink()
-    assert planned() == Counter(load_images=1, split_train_val=1)
+    assert refused()
+    assert planned(*replace) == Counter(load_images=1, split_train_val=1)

@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO, run_snakemake, write_image
 
 from pcann.evaluation import confusion_matrix, gallery_picks, per_class_scores
+from pcann.study_record import folder_key
 from pcann.model import FORMAT, FORMAT_VERSION, Model, ModelError, load
 
 TRAIN_ONLY_RUN = "train-only/pca2/hidden=8_epochs=20_lr=0.05_batch=8_seed=1"
@@ -266,7 +267,7 @@ def test_predict_target_end_to_end(tiny_study, predict_folder):
     try:
         run_snakemake(workdir, "--cores", "2", "predict", "--config", f"predict_dir={predict_folder / 'labelled'}")
         for run in (STUDY_RUN, "study/pca2/hidden=8-8_epochs=20_lr=0.1_batch=8_seed=1"):
-            out = workdir / "results/predictions" / run
+            out = workdir / "results/predictions" / folder_key(predict_folder / "labelled") / run
             rows = _csv_rows(out / "predictions.csv")
             assert len(rows) == 16 and list(rows[0])[:3] == ["image", "true_class", "predicted_class"]
             assert [c for c in rows[0] if c.startswith("p_")] == ["p_Carambula", "p_Lychee", "p_Pear"]
@@ -278,9 +279,10 @@ def test_predict_target_end_to_end(tiny_study, predict_folder):
             correct = sum(r["true_class"] == r["predicted_class"] for r in rows)
             assert record["accuracy"] == correct / 16
         # without class folders: predictions, no accuracy
-        run_snakemake(workdir, "--cores", "2", "predict", "--config", f"predict_dir={predict_folder / 'loose.png'}",
+        loose = predict_folder / "loose.png"
+        run_snakemake(workdir, "--cores", "2", "predict", "--config", f"predict_dir={loose}",
                       f"predict_runs=[{TRAIN_ONLY_RUN}]")
-        out = workdir / "results/predictions" / TRAIN_ONLY_RUN
+        out = workdir / "results/predictions" / folder_key(loose) / TRAIN_ONLY_RUN
         assert len(_csv_rows(out / "predictions.csv")) == 1
         assert "no accuracy" in (out / "evaluation.md").read_text()
     finally:
@@ -292,14 +294,14 @@ def test_predict_target_end_to_end(tiny_study, predict_folder):
     [
         ([], "the predict target needs the images to classify: snakemake --cores 4 predict --config predict_dir=PATH"),
         (["predict_dir={empty}"], "config key predict_dir: {empty} contains no images"),
-        (["predict_dir={empty}", "predict_runs=[two_layer]"], "config key predict_runs: 'two_layer' is not a run"),
+        (["predict_dir={study}/demo_data", "predict_runs=[two_layer]"], "config key predict_runs: 'two_layer' is not a run"),
     ],
 )
 def test_predict_target_refuses_bad_input(tiny_study, tmp_path, config, expected):
     workdir, _, _ = tiny_study
     empty = tmp_path / "empty"
     empty.mkdir()
-    args = [c.format(empty=empty) for c in config]
+    args = [c.format(empty=empty, study=workdir / "results") for c in config]
     result = run_snakemake(workdir, "--cores", "1", "--dry-run", "predict", *(["--config", *args] if args else []),
                            check=False)
     assert result.returncode != 0

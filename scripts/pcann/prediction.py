@@ -22,8 +22,60 @@ from .evaluation import (
     prediction_rows,
     save_rows_csv,
 )
+from .data import IMAGE_SUFFIXES, SYSTEM_FILES, is_image_file
 from .io import save_json, save_text
-from .model import Model, find_images, true_classes
+from .model import Model, ModelError, find_images, load, true_classes
+
+
+@dataclass
+class PredictFiles:
+    """The files of a folder to classify: its images, and the other files with the reason each
+    is left out (hidden and system files are not listed)."""
+
+    folder: Path
+    images: list[Path]
+    not_images: list[tuple[Path, str]]
+
+
+def list_predict_files(folder: str | os.PathLike, key: str = "folder") -> PredictFiles:
+    """Every file under ``folder`` (any layout, sorted), or the one image file ``folder`` names;
+    a missing folder, or one with no image at all, is a :class:`ModelError` naming ``key``."""
+    folder = Path(folder)
+    if folder.is_file():
+        return PredictFiles(folder.parent, find_images(folder), [])
+    if not folder.is_dir():
+        raise ModelError(f"{key}: {folder} does not exist; expected a folder of images or an image file")
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.name.lower() not in SYSTEM_FILES
+    )
+    images = [p for p in files if is_image_file(p)]
+    if not images:
+        raise ModelError(
+            f"{key}: {folder} contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    expected = ", ".join(sorted(IMAGE_SUFFIXES))
+    not_images = [(p, f"not an image file (expected one of {expected})") for p in files if not is_image_file(p)]
+    return PredictFiles(folder, images, not_images)
+
+
+def check_images_readable(files: PredictFiles, model_paths: Sequence[str | os.PathLike]) -> None:
+    """Raise a :class:`ModelError` for the first file that a strict prediction would reject,
+    checked against the first of ``model_paths`` that exists (none: nothing to check against)."""
+    existing = [p for p in model_paths if Path(p).is_file()]
+    if not existing:
+        return
+    advice = "; remove it, or leave predict_strict false to list it in rejected.csv and classify the rest"
+    if files.not_images:
+        path, reason = files.not_images[0]
+        raise ModelError(f"{path} is {reason}{advice}")
+    model = load(existing[0])
+    for path in files.images:
+        try:
+            model.read([path])
+        except ModelError as exc:
+            raise ModelError(f"{exc}{advice}") from None
 
 
 @dataclass
@@ -33,25 +85,48 @@ class Classified:
     names: list[str]
     probabilities: np.ndarray  # (n, n_classes)
     true: list[str | None]  # the class folder an image sits in, when named like a class
+    rejected: list[tuple[str, str]] = ()  # files left out, as (name, reason)
 
     def predicted(self, classes: Sequence[str]) -> list[str]:
         return [classes[k] for k in np.argmax(self.probabilities, axis=1)]
 
 
-def classify(model: Model, inputs: Sequence[str | os.PathLike]) -> Classified:
+def classify(model: Model, inputs: Sequence[str | os.PathLike], strict: bool = True) -> Classified:
     """Classify every image of ``inputs`` (files, or folders of any layout); an image under a
-    given folder whose first sub-folder is named like a training class counts as labelled."""
-    names, paths, true = [], [], []
+    given folder whose first sub-folder is named like a training class counts as labelled.
+
+    ``strict``: a file that is not an image or cannot be read as the model's images is a
+    :class:`ModelError`; otherwise it is left out and listed in :attr:`Classified.rejected`."""
+    names, paths, true, rejected = [], [], [], []
     for item in map(Path, inputs):
-        found = find_images(item)
-        paths += found
         if item.is_dir():
+            files = list_predict_files(item, str(item))
+            if strict and files.not_images:
+                path, reason = files.not_images[0]
+                raise ModelError(f"{path} is {reason}")
+            rejected += [(str(p.relative_to(item)), reason) for p, reason in files.not_images]
+            found = files.images
             names += [str(p.relative_to(item)) for p in found]
             true += true_classes(found, item, model.classes)
         else:
+            found = find_images(item)
             names.append(str(item))
             true.append(None)
-    return Classified(names, model.predict_proba(paths), true)
+        paths += found
+    images, kept = [], []
+    for index, path in enumerate(paths):
+        try:
+            images.append(model.read([path])[0])
+            kept.append(index)
+        except ModelError as exc:
+            if strict:
+                raise
+            rejected.append((names[index], str(exc)))
+    if not kept:
+        probabilities = np.empty((0, len(model.classes)))
+    else:
+        probabilities = model.predict_proba(np.stack(images))
+    return Classified([names[i] for i in kept], probabilities, [true[i] for i in kept], rejected)
 
 
 def summary(model: Model, result: Classified) -> dict:
@@ -66,6 +141,7 @@ def summary(model: Model, result: Classified) -> dict:
         "test_accuracy_reported": model.metadata.get("test_accuracy_reported"),
         "test_accuracy_model_file": model.metadata.get("test_accuracy_model_file"),
         "n_images": len(result.names),
+        "n_rejected": len(result.rejected),
         "n_labelled": n_labelled,
         "classes": list(classes),
     }
@@ -80,10 +156,13 @@ def summary(model: Model, result: Classified) -> dict:
 
 
 def write_outputs(model: Model, result: Classified, predictions, markdown=None, metrics=None,
-                  source: str = "") -> dict:
-    """Write the predictions CSV and, if asked, the Markdown page and JSON record."""
+                  source: str = "", rejected=None) -> dict:
+    """Write the predictions CSV and, if asked, the rejected files' CSV, the Markdown page and
+    the JSON record."""
     classes = model.classes
     save_rows_csv(predictions, *prediction_rows(result.names, result.probabilities, classes, result.true))
+    if rejected:
+        save_rows_csv(rejected, ["file", "reason"], [list(row) for row in result.rejected])
     record = summary(model, result)
     if metrics:
         save_json(metrics, record)
@@ -99,6 +178,9 @@ def write_outputs(model: Model, result: Classified, predictions, markdown=None, 
             f"{accuracy_text(record['test_accuracy_model_file'])} through the model file.",
             "",
         ]
+        if result.rejected:
+            lines += [f"{len(result.rejected)} files were left out: not images, unreadable, or not of "
+                      "the model's shape or sample type (each with its reason in `rejected.csv`).", ""]
         if matrix is None:
             lines.append("No image sits in a class folder named like a training class "
                          f"({', '.join(classes)}): no accuracy.")
