@@ -170,3 +170,51 @@ def test_the_canonical_config_orders_keys_as_the_schema_and_writes_numbers_as_fl
     assert list(canonical["networks"]["b"]["baseline"]) == ["hidden", "epochs", "lr", "batch_size"]
     assert repr(canonical["networks"]["b"]["baseline"]["lr"]) == "1.0"
     assert canonical_config(canonical, schema) == canonical
+
+
+# --- the study files that ship: studies/*.yaml and .test/config.yaml ----------------------------
+
+STUDY_FILES = sorted((REPO / "studies").glob("*.yaml")) + [REPO / ".test" / "config.yaml"]
+#: The keys a study file replaces as a whole (the README, "Your own study"); the rest override
+#: config.yaml's one by one.
+REPLACED_KEYS = {"networks", "headline", "seeds", "compare_protocols", "components_sweep"}
+
+
+def _study_config(path) -> dict:
+    """config.yaml with a study file applied as the README says."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key, value in yaml.safe_load(path.read_text()).items():
+        if isinstance(value, dict) and key not in REPLACED_KEYS:
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_study_file_is_valid_and_fits_its_demo_data(path):
+    from snakemake.utils import validate
+
+    from pcann.config import check_plan_fits_data
+    from pcann.plan import StudyPlan
+
+    config = _study_config(path)
+    check_config(config, SCHEMA_PATH)
+    validate(config, str(SCHEMA_PATH))
+    demo = config["demo"]
+    n_train_folder = demo["n_classes"] * demo["n_train_per_class"]
+    plan = StudyPlan(config, n_train_folder, demo["n_classes"])
+    check_plan_fits_data(plan.settings, config, n_train_folder, demo["image_size"] ** 2 * 3)
+    assert {row.network for row in plan.rows} == set(yaml.safe_load(path.read_text())["networks"])
+
+
+def test_the_readme_shows_the_worked_example_study_file():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    shown = next(
+        yaml.safe_load(block)
+        for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+        if "networks:" in block
+    )
+    assert shown == yaml.safe_load((REPO / "studies" / "quick.yaml").read_text())
