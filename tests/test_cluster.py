@@ -118,7 +118,7 @@ def test_workaround_targets_what_the_installed_plugin_adds():
     raises=AssertionError,
     reason="upstream defect snakemake-executor-plugin-slurm#469 (snakemake#4223): group jobs run "
     "their members one at a time. When this passes, upstream has changed: check whether "
-    "pcann.cluster.run_group_members_side_by_side can go (README, 'Running on a Slurm cluster')",
+    "pcann.cluster.run_group_members_side_by_side can go (docs/slurm.md, 'Group jobs')",
 )
 def test_upstream_plugin_runs_group_members_side_by_side():
     jobstep = pytest.importorskip("snakemake_executor_plugin_slurm_jobstep")

@@ -34,10 +34,48 @@ def test_every_shipped_key_has_a_comment():
             assert "#" in line, f"config.yaml line {number} has no comment: {line!r}"
 
 
-def test_every_scalar_schema_default_matches_the_shipped_config(schema, config):
+#: Keys whose schema default differs from config.yaml's shipped value, each with the reason the
+#: README or the schema states. Empty: leaving any key out of config.yaml gives its shipped value.
+DEFAULTS_THAT_DIFFER: dict[str, str] = {}
+
+
+def _defaults(spec: dict, prefix: str = ""):
+    """Every (dotted key, default) of a schema's properties, nested mappings included."""
+    for key, sub in spec.get("properties", {}).items():
+        if "default" in sub and sub["default"] != {}:
+            yield prefix + key, sub["default"]
+        yield from _defaults(sub, f"{prefix}{key}.")
+
+
+def _shipped(config: dict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def test_every_schema_default_is_the_shipped_value_or_a_documented_difference(schema, config):
+    defaults = dict(_defaults(schema))
+    assert {"networks", "headline", "components_sweep", "demo.n_classes", "training.dtype"} <= set(defaults)
+    for key, default in defaults.items():
+        if key in DEFAULTS_THAT_DIFFER:
+            assert _shipped(config, key) != default, f"{key} is listed as differing but does not"
+            continue
+        assert _shipped(config, key) == default, f"config.yaml and the schema's default disagree on {key}"
+
+
+def test_every_top_level_key_is_shipped_in_config_yaml_with_a_default(schema, config):
     for key, spec in schema["properties"].items():
-        if "default" in spec and key in config and not isinstance(spec["default"], (dict, list)):
-            assert config[key] == spec["default"], f"config.yaml and schema disagree on {key}"
+        assert key in config, f"config.yaml does not ship {key}"
+        assert "default" in spec, f"the schema gives {key} no default"
+
+
+def test_leaving_every_key_out_gives_the_shipped_study(schema, config):
+    from snakemake.utils import validate
+
+    empty: dict = {}
+    validate(empty, str(SCHEMA_PATH))  # fills in the defaults, as the workflow's validation does
+    assert canonical_config(empty, schema) == canonical_config(config, schema)
 
 
 @pytest.mark.parametrize(
@@ -132,3 +170,51 @@ def test_the_canonical_config_orders_keys_as_the_schema_and_writes_numbers_as_fl
     assert list(canonical["networks"]["b"]["baseline"]) == ["hidden", "epochs", "lr", "batch_size"]
     assert repr(canonical["networks"]["b"]["baseline"]["lr"]) == "1.0"
     assert canonical_config(canonical, schema) == canonical
+
+
+# --- the study files that ship: studies/*.yaml and .test/config.yaml ----------------------------
+
+STUDY_FILES = sorted((REPO / "studies").glob("*.yaml")) + [REPO / ".test" / "config.yaml"]
+#: The keys a study file replaces as a whole (the README, "Your own study"); the rest override
+#: config.yaml's one by one.
+REPLACED_KEYS = {"networks", "headline", "seeds", "compare_protocols", "components_sweep"}
+
+
+def _study_config(path) -> dict:
+    """config.yaml with a study file applied as the README says."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key, value in yaml.safe_load(path.read_text()).items():
+        if isinstance(value, dict) and key not in REPLACED_KEYS:
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_study_file_is_valid_and_fits_its_demo_data(path):
+    from snakemake.utils import validate
+
+    from pcann.config import check_plan_fits_data
+    from pcann.plan import StudyPlan
+
+    config = _study_config(path)
+    check_config(config, SCHEMA_PATH)
+    validate(config, str(SCHEMA_PATH))
+    demo = config["demo"]
+    n_train_folder = demo["n_classes"] * demo["n_train_per_class"]
+    plan = StudyPlan(config, n_train_folder, demo["n_classes"])
+    check_plan_fits_data(plan.settings, config, n_train_folder, demo["image_size"] ** 2 * 3)
+    assert {row.network for row in plan.rows} == set(yaml.safe_load(path.read_text())["networks"])
+
+
+def test_the_readme_shows_the_worked_example_study_file():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    shown = next(
+        yaml.safe_load(block)
+        for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+        if "networks:" in block
+    )
+    assert shown == yaml.safe_load((REPO / "studies" / "quick.yaml").read_text())

@@ -64,3 +64,34 @@ def test_training_jobs_import_no_scikit_learn_pandas_or_matplotlib():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _tracked_files():
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    return [REPO / name for name in listed.decode().split("\0") if name]
+
+
+def test_no_committed_file_names_a_machine_specific_path():
+    if not (REPO / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    pattern = re.compile(r"(?<![\w.])/(?:work|root|home)/")
+    found = []
+    for path in _tracked_files():
+        if path == REPO / "tests" / "test_packaging.py" or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{path.relative_to(REPO)}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not found, f"machine-specific paths: {found}"
+
+
+def test_licence_and_citation_ship():
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT"
+    readme = (REPO / "README.md").read_text()
+    assert "Fruits-360" in readme and "CC BY-SA 4.0" in readme

@@ -7,7 +7,7 @@ be installed, daemons do not come up), with the reason; set PCANN_REQUIRE_SLURM=
 skip into a failure (CI does, so a broken setup cannot pass silently).
 
 The test cluster has no accounting database (no sacct) unless PCANN_SLURM_ACCOUNTING=1; the
-profile polls job status with squeue, which works either way (the README, "Running on a Slurm cluster"). Every snakemake
+profile polls job status with squeue, which works either way (docs/slurm.md). Every snakemake
 call is wrapped in `timeout -s KILL`, so a hang fails, never blocks the suite.
 """
 
@@ -30,8 +30,8 @@ from pcann.cluster import batch_minutes_needed, parse_slurm_minutes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
-#: Epochs of every training run: about 4 s on one core of the 2-core Xeon VM (README, "Running on
-#: a Slurm cluster"), long beside the ~1 s start of a member inside a group job.
+#: Epochs of every training run: about 4 s on one core of the 2-core Xeon VM (docs/slurm.md,
+#: "Many short training jobs"), long beside the ~1 s start of a member inside a group job.
 TRAINING_EPOCHS = 40000
 #: The configuration every run here uses. It REPLACES config.yaml in the temporary copy (rather
 #: than extending it with --configfile, which would deep-merge and keep the shipped networks and
@@ -361,7 +361,7 @@ def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_run
     """The upstream defect that pcann.cluster works around (snakemake-executor-plugin-slurm#469):
     without the workaround, the same group job runs its trainings one after another. When this
     fails, a plugin version runs them side by side itself: check whether the workaround can go
-    (README, "Running on a Slurm cluster")."""
+    (docs/slurm.md)."""
     monkeypatch.setenv("PCANN_SLURM_PLUGIN_GROUPS", "1")
     _, local = slurm_and_local_runs
     run = Snakemake(

@@ -216,3 +216,32 @@ def test_a_diverged_run_is_not_compared():
     table = add_comparisons(summarise(plan, runs, "sweep"), comparisons, runs)
     assert "0.1 not compared (a run diverged)" in sweep_sentence(table)
     assert "no value differs from the baseline 0.05" in sweep_sentence(table)
+
+
+def test_seed_spread_lists_a_headline_run_that_is_its_networks_baseline_once():
+    seeds = [1, 2]
+    plan = _plan(seeds)  # its headline run "net" is the baseline lr=0.05
+    other = pd.DataFrame([
+        {"study": "headline", "network": "net", "parameter": "run", "value": "net lr=0.1",
+         "is_baseline": False, "run_dir": f"runs/lr=0.1_seed={s}", "seed": s} for s in seeds
+    ])
+    plan = pd.concat([plan, other], ignore_index=True).assign(order=lambda f: np.arange(len(f)))
+    predictions, runs = _study(seeds)
+    table = add_comparisons(summarise(plan, runs, "sweep"), compare_runs(plan, predictions), runs)
+    spread = seed_spread(plan, runs, {"sweep_net_lr": ("t", table, None)})
+    assert list(spread["run"]) == ["net baseline", "net lr=0.1"]
+
+
+@pytest.mark.parametrize("p_values, expected", [
+    ([1.0, 1.0], "(Holm-adjusted p = 1.00)"),
+    ([0.9091, 1.0], "(Holm-adjusted p >= 0.90)"),
+])
+def test_the_sentence_of_a_sweep_without_effects_never_says_p_at_least_one(p_values, expected):
+    table = pd.DataFrame({
+        "network": "net", "parameter": "lr", "value": ["0.01", "0.05", "0.1"],
+        "is_baseline": [False, True, False], "difference": [0.0, np.nan, -0.03],
+        "p_holm": [p_values[0], np.nan, p_values[1]],
+    })
+    sentence = sweep_sentence(table)
+    assert sentence == f"net, learning rate: no value differs from the baseline 0.05 {expected}."
+    assert ">= 1.00" not in sentence

@@ -14,6 +14,14 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def _holding_p(lowest: float) -> str:
+    """The Holm-adjusted p-values of the values that do not differ, by the lowest of them: at
+    least that, rounded down to 2 decimals; or exactly 1 when none is below 1 (Holm caps at 1)."""
+    if lowest >= 1:
+        return "Holm-adjusted p = 1.00"
+    return f"Holm-adjusted p >= {np.floor(lowest * 100) / 100:.2f}"
+
+
 def sweep_sentence(summary: pd.DataFrame) -> str | None:
     """One sentence on a sweep table (its CSV or :func:`pcann.tables.study_tables` summary):
     which values differ from the baseline, and which do not, with the Holm-adjusted p-values."""
@@ -38,13 +46,12 @@ def sweep_sentence(summary: pd.DataFrame) -> str | None:
         )
         parts.append(f"{listed} {'differs' if len(significant) == 1 else 'differ'} from the baseline {base}")
     if len(holding):
-        lowest = holding["p_holm"].min()
         values = ", ".join(map(str, holding["value"]))
+        bound = _holding_p(holding["p_holm"].min())
         if significant.empty:
-            parts.append(f"no value differs from the baseline {base} (Holm-adjusted p >= {np.floor(lowest * 100) / 100:.2f})")
+            parts.append(f"no value differs from the baseline {base} ({bound})")
         else:
-            parts.append(f"{values} {'does' if len(holding) == 1 else 'do'} not "
-                         f"(Holm-adjusted p >= {np.floor(lowest * 100) / 100:.2f})")
+            parts.append(f"{values} {'does' if len(holding) == 1 else 'do'} not ({bound})")
     if len(untested):
         parts.append(f"{', '.join(map(str, untested['value']))} not compared (a run diverged)")
     return f"{head}: " + "; ".join(parts) + "."

@@ -26,7 +26,7 @@ WILDCARD_PATTERNS = {
 RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_seed={seed}"
 #: ``plot_runs: auto`` draws every run's figures for studies of up to this many training runs,
 #: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
-#: time grows with the number of jobs (README, "Planning time").
+#: time grows with the number of jobs (benchmarks/README.md, "Planning time").
 PLOT_RUNS_AUTO_LIMIT = 250
 #: Plan rows whose runs are headline runs: the runs themselves and their protocol and
 #: component-count repeats.

@@ -276,7 +276,8 @@ SEED_SPREAD_TITLE = "Seed spread: test accuracy over seeds beside the sweeps' di
 
 
 def seed_spread(plan: pd.DataFrame, runs: pd.DataFrame, tables: dict) -> pd.DataFrame:
-    """For each network's baseline and each headline run: the test accuracy of every seed, its
+    """For each network's baseline and each headline run (once: a headline run that is its
+    network's baseline is that baseline's row): the test accuracy of every seed, its
     range, and beside it the largest difference from the baseline that the network's sweeps
     found (:func:`study_tables`' differences), with how many sweep values differ by more than
     the baseline's seed range and how many significantly (Holm-adjusted p < 0.05)."""
@@ -295,8 +296,12 @@ def seed_spread(plan: pd.DataFrame, runs: pd.DataFrame, tables: dict) -> pd.Data
         (value, group["network"].iloc[0], group)
         for value, group in plan[plan["study"] == "headline"].groupby("value", sort=False)
     ]
-    records = []
+    records, listed = [], set()
     for label, network, group in subjects:
+        runs_of_subject = tuple(sorted(group["run_dir"]))
+        if runs_of_subject in listed:  # a headline run that is its network's baseline: one row
+            continue
+        listed.add(runs_of_subject)
         values = accuracy.reindex(group.sort_values("seed")["run_dir"]).to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
         record = {
