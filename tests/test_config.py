@@ -177,18 +177,12 @@ def test_the_canonical_config_orders_keys_as_the_schema_and_writes_numbers_as_fl
 STUDY_FILES = sorted((REPO / "studies").glob("*.yaml")) + [REPO / ".test" / "config.yaml"]
 #: The keys a study file replaces as a whole (the README, "Your own study"); the rest override
 #: config.yaml's one by one.
-REPLACED_KEYS = {"networks", "headline", "seeds", "compare_protocols", "components_sweep"}
-
-
 def _study_config(path) -> dict:
-    """config.yaml with a study file applied as the README says."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key, value in yaml.safe_load(path.read_text()).items():
-        if isinstance(value, dict) and key not in REPLACED_KEYS:
-            config[key].update(value)
-        else:
-            config[key] = value
-    return config
+    """config.yaml with a study file applied as the workflow applies a --configfile."""
+    from pcann.study_record import resolve_config
+
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    return resolve_config(shipped, [path], {}, None)[0]
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: str(p.relative_to(REPO)))
