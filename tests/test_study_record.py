@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import TEST_CONFIG_PATH, copy_workflow, make_dataset, run_snakemake, write_image
+from conftest import REPO, TEST_CONFIG_PATH, copy_workflow, make_dataset, run_snakemake, write_image
 
 from pcann.study_record import (
     StudyMismatch,
@@ -133,14 +134,44 @@ def output_of(result) -> str:
     return result.stdout + result.stderr
 
 
+def readme_command(*words: str) -> list[str]:
+    """The README's snakemake command holding every one of ``words``, as arguments (after
+    `.venv/bin/snakemake`); the test fails when the README no longer shows it."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = [line.split("#")[0] for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`(\.venv/bin/snakemake [^`]*)`", text)  # commands inside sentences
+    for line in lines:
+        args = shlex.split(line)
+        if args[:1] == [".venv/bin/snakemake"] and all(word in args for word in words):
+            return args[1:]
+    raise AssertionError(f"README.md shows no snakemake command with {words}")
+
+
+def fill(args: list[str], **values: str) -> list[str]:
+    """The README's placeholders (/path/to/my-images, /path/to/new-images, studies/quick.yaml)
+    replaced by this test's folders and files."""
+    replacements = {"/path/to/my-images": "data", "/path/to/new-images": "images", "studies/quick.yaml": "study"}
+    for placeholder, key in replacements.items():
+        if key in values:
+            args = [a.replace(placeholder, str(values[key])) for a in args]
+    return args
+
+
 def study_by_file(tmp_path: Path, data_dir: Path) -> Path:
     """The shipped workflow, and a study of one's own given by file with the data on the command
-    line: snakemake --cores 2 --configfile my-study.yaml --config data_dir=DATA."""
+    line, by the README's command (the tiny study of .test/config.yaml as the study file)."""
     workdir = copy_workflow(tmp_path / "workflow")
     study = workdir / "my-study.yaml"
     shutil.copy(TEST_CONFIG_PATH, study)
-    run_snakemake(workdir, "--cores", "2", "--configfile", str(study), "--config", f"data_dir={data_dir}")
+    args = readme_command("--configfile", "studies/quick.yaml", "--config")
+    run_snakemake(workdir, *fill(args, study=study, data=data_dir))
     return workdir
+
+
+def predict_command(folder: Path, *config: str) -> list[str]:
+    """The README's predict command for ``folder``, with more --config values."""
+    return [*fill(readme_command("predict"), images=folder), *config]
 
 
 @pytest.mark.workflow
@@ -154,11 +185,11 @@ def test_the_readmes_follow_up_commands_after_a_real_data_study_change_no_run(fr
     assert record["study_files"] == [str(workdir / "my-study.yaml")]
     assert list(record["config"]["networks"]) == ["two_layer", "three_layer"]
 
-    predict = run_snakemake(workdir, "--cores", "4", "predict", "--config", f"predict_dir={fruits_dir / 'Data_test'}")
+    predict = run_snakemake(workdir, *predict_command(fruits_dir / "Data_test"))
     assert "DEMO" not in output_of(predict)
     predictions = sorted((workdir / "results/predictions").glob("Data_test-*/study/pca2/*/predictions.csv"))
     assert len(predictions) == 2 and all(len(p.read_text().splitlines()) == 1 + 498 for p in predictions)
-    run_snakemake(workdir, "--report", "results/report.html")
+    run_snakemake(workdir, *readme_command("--report"))
     report = (workdir / "results/report.html").read_text()
     assert str(fruits_dir) in report and "DEMO DATA" not in report and "make_demo_data" not in report
     assert "Nothing to be done" in output_of(run_snakemake(workdir, "--cores", "2"))
@@ -222,8 +253,7 @@ def test_changed_images_stop_the_run_and_another_folder_keeps_both_studies(own_s
 
 
 def _predict(workdir, folder, *config, check=True):
-    return run_snakemake(workdir, "--cores", "2", "predict", "--config", f"predict_dir={folder}", *config,
-                         check=check)
+    return run_snakemake(workdir, *predict_command(folder, *config), check=check)
 
 
 @pytest.mark.workflow
@@ -327,3 +357,13 @@ def test_the_record_is_not_a_file_a_user_edits_into_a_traceback(tmp_path):
     with pytest.raises(StudyMismatch, match="is not a pcann study record"):
         read_record(tmp_path)
     assert read_record(tmp_path / "nothing") is None
+
+
+@pytest.mark.workflow
+def test_the_readmes_study_file_dry_run_plans_only_its_own_network(tmp_path):
+    workdir = copy_workflow(tmp_path / "workflow")
+    shutil.copytree(REPO / "studies", workdir / "studies")
+    result = run_snakemake(workdir, *readme_command("--configfile", "studies/quick.yaml", "--dry-run"))
+    output = output_of(result)
+    assert re.search(r"^train\s+9$", output, re.M), output[-3000:]
+    assert "hidden=8-" not in output and not re.search(r"hidden=\d+-\d+", output)  # two_layer only
