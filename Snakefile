@@ -27,9 +27,9 @@ include: "rules/report.smk"
 include: "rules/predict.smk"
 
 
-# Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/cluster.py).
+# Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/workflow/cluster.py).
 if workflow.is_main_process:
-    from pcann.cluster import run_group_members_side_by_side
+    from pcann.workflow.cluster import run_group_members_side_by_side
 
     run_group_members_side_by_side()
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from pcann.demo import MANIFEST_NAME, generate_demo_dataset  # noqa: E402
+from pcann.data.demo import MANIFEST_NAME, generate_demo_dataset  # noqa: E402
 from support import copy_workflow, cpu_name  # noqa: E402
 
 #: The preprocessing's outputs under both protocols, with the default two components.
@@ -55,7 +55,7 @@ DECODE_SCRIPT = """
 import sys, time
 sys.path.insert(0, {scripts!r})
 from pathlib import Path
-from pcann.data import read_image, scan_split
+from pcann.data.images import read_image, scan_split
 started = time.perf_counter()
 count = 0
 for folder in ("Data_train", "Data_test"):

@@ -6,7 +6,7 @@ epoch), and on synthetic data of any size given with ``--synthetic`` (2 features
 study's PCA(2): Gaussian blobs, one per class, from a fixed seed; e.g. ``54000:131``, the size of
 the full Fruits-360 study), with
 
-1. ``pcann.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.sgd``), with OpenCV's
+1. ``pcann.nn.estimator.MLPClassifier`` (float32, the fast trainer of ``pcann.nn.sgd``), with OpenCV's
    ``exp`` (the default) and with numpy's (``exp_backend="numpy"``),
 2. ``reference_study_nn.py`` beside this file: the same recipe written the straightforward way,
 3. PyTorch on the CPU (autograd and ``torch.optim.SGD``), when ``torch`` is importable,
@@ -48,10 +48,10 @@ sys.path.insert(0, str(HERE.parent / "scripts"))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
-from pcann.data import load_dataset  # noqa: E402
+from pcann.data.images import load_dataset  # noqa: E402
 from support import build_features, synthetic_data  # noqa: E402
-from pcann.estimator import MLPClassifier  # noqa: E402
-from pcann.network import init_parameters, layer_sizes  # noqa: E402
+from pcann.nn.estimator import MLPClassifier  # noqa: E402
+from pcann.nn.network import init_parameters, layer_sizes  # noqa: E402
 import reference_study_nn  # noqa: E402
 
 # name: (hidden sizes, learning rate); batch size 16 throughout, as in the study

@@ -5,7 +5,7 @@ float64, samples as columns (``X`` has shape ``(n_features, m)``), parameters in
 ``"W1"``, ``"b1"``, ..., a fresh array for every intermediate result, and the loss and accuracy
 of the whole training and validation sets computed after every epoch.
 
-It follows the same recipe as :func:`pcann.training.train_network` (same random stream, same
+It follows the same recipe as :func:`pcann.nn.training.train_network` (same random stream, same
 initialisation, same shuffling, exactly ``epochs`` passes), so on the same data the two end at
 the same accuracy up to float rounding; only the engineering differs. It is not used by the
 workflow.

@@ -10,7 +10,7 @@ from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 from pcann import PcannError  # noqa: E402
-from pcann.config import (  # noqa: E402
+from pcann.workflow.config import (  # noqa: E402
     canonical_config,
     check_config,
     check_data_dir,
@@ -19,13 +19,13 @@ from pcann.config import (  # noqa: E402
     load_config_file,
     load_schema,
 )
-from pcann.data import read_image, scan_image_folders  # noqa: E402
-from pcann.demo import DEMO_BANNER  # noqa: E402
-from pcann.features import PROTOCOLS  # noqa: E402
-from pcann.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE, RUNS_ROOT  # noqa: E402
-from pcann.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
-from pcann.plan import MODEL_FILES_TABLE, StudyPlan, features_file  # noqa: E402
-from pcann.resources import (  # noqa: E402
+from pcann.data.images import read_image, scan_image_folders  # noqa: E402
+from pcann.data.demo import DEMO_BANNER  # noqa: E402
+from pcann.preprocessing.features import PROTOCOLS  # noqa: E402
+from pcann.study.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE, RUNS_ROOT  # noqa: E402
+from pcann.study.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
+from pcann.study.plan import MODEL_FILES_TABLE, StudyPlan, features_file  # noqa: E402
+from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
     load_images_runtime,
@@ -33,8 +33,8 @@ from pcann.resources import (  # noqa: E402
     preprocessing_mem_mb,
     preprocessing_runtime,
 )
-from pcann.resources import training_mem_mb as training_job_mem_mb  # noqa: E402
-from pcann.study_record import (  # noqa: E402
+from pcann.study.resources import training_mem_mb as training_job_mem_mb  # noqa: E402
+from pcann.workflow.study_record import (  # noqa: E402
     check_same_data,
     data_identity,
     describe_data,
@@ -44,7 +44,7 @@ from pcann.study_record import (  # noqa: E402
     resolve_config,
     write_record,
 )
-from pcann.training import shared_params  # noqa: E402
+from pcann.nn.training import shared_params  # noqa: E402
 
 # --- configuration ----------------------------------------------------------------------------
 #: Every output of the workflow goes under this folder; results/study.yaml says what study it holds.
@@ -60,7 +60,7 @@ def stop(error):
 
 # config.yaml is read here rather than with `configfile:` so that a YAML error names the file and
 # line, and so that a command without --configfile can repeat the study recorded in results/
-# (pcann.study_record): follow-up commands need no repeated flags. A study file given with
+# (pcann.workflow.study_record): follow-up commands need no repeated flags. A study file given with
 # --configfile replaces the shipped networks instead of merging into them.
 try:
     STUDY_RECORD = read_record(RESULTS)

@@ -114,7 +114,7 @@ def predict_inputs(wildcards):
 # no earlier prediction is removed by a job that could only fail.
 PREDICT_FILES = None
 if config["predict_dir"] is not None:
-    from pcann.prediction import check_images_readable, list_predict_files
+    from pcann.model.prediction import check_images_readable, list_predict_files
 
     try:
         PREDICT_FILES = list_predict_files(

@@ -1,8 +1,8 @@
 """Rule collect_metrics: one table row per training run, from every run's metrics.json."""
 
 from pcann.io import save_csv
-from pcann.rule import run_rule
-from pcann.tables import collect_metrics
+from pcann.workflow.rule import run_rule
+from pcann.results.tables import collect_metrics
 
 
 def main(smk):

@@ -5,8 +5,8 @@ sweep's values): results/tables/comparisons.csv."""
 from pathlib import Path
 
 from pcann.io import load_npz, save_csv
-from pcann.rule import run_rule
-from pcann.tables import compare_runs, plan_frame
+from pcann.workflow.rule import run_rule
+from pcann.results.tables import compare_runs, plan_frame
 
 
 def main(smk):

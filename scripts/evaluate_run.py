@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from pcann.data import load_saved_dataset
-from pcann.evaluation import (
+from pcann.data.images import load_saved_dataset
+from pcann.results.evaluation import (
     accuracy_text,
     confusion_matrix,
     confusion_rows,
@@ -16,13 +16,13 @@ from pcann.evaluation import (
     prediction_rows,
     save_rows_csv,
 )
-from pcann.features import load_features
+from pcann.preprocessing.features import load_features
 from pcann.io import save_text
-from pcann.model import load as load_model
-from pcann.network import softmax
-from pcann.weights_file import load_network
-from pcann.plots import confusion_figure, misclassified_figure, note_figure, save_figure
-from pcann.rule import run_rule
+from pcann.model.model_file import load as load_model
+from pcann.nn.network import softmax
+from pcann.nn.weights_file import load_network
+from pcann.results.plots import confusion_figure, misclassified_figure, note_figure, save_figure
+from pcann.workflow.rule import run_rule
 
 
 def main(smk):

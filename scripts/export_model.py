@@ -1,12 +1,12 @@
-"""Rule export_model: one run as a portable model file (see pcann.model for the format)."""
+"""Rule export_model: one run as a portable model file (see pcann.model.model_file for the format)."""
 
 import logging
 
 import numpy as np
 
-from pcann.data import load_saved_dataset
-from pcann.model import export_model
-from pcann.rule import run_rule
+from pcann.data.images import load_saved_dataset
+from pcann.model.model_file import export_model
+from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.export_model")
 

@@ -2,8 +2,8 @@
 
 import logging
 
-from pcann.data import load_dataset, save_dataset
-from pcann.rule import run_rule
+from pcann.data.images import load_dataset, save_dataset
+from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.load_images")
 

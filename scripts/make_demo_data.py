@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from pcann.demo import generate_demo_dataset
-from pcann.rule import run_rule
+from pcann.data.demo import generate_demo_dataset
+from pcann.workflow.rule import run_rule
 
 
 def main(smk):

@@ -1,9 +1,9 @@
 """Rule model_files_table: each evaluated run's reported test accuracy beside its model file's
-on the same test images (they differ under the study protocol, see pcann.model)."""
+on the same test images (they differ under the study protocol, see pcann.model.model_file)."""
 
-from pcann.evaluation import write_rows
-from pcann.model import load
-from pcann.rule import run_rule
+from pcann.results.evaluation import write_rows
+from pcann.model.model_file import load
+from pcann.workflow.rule import run_rule
 
 
 def _number(value):

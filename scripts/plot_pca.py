@@ -1,8 +1,8 @@
 """Rule plot_pca: the explained-variance and projection figures of one PCA."""
 
-from pcann.features import load_features
-from pcann.plots import explained_variance_figure, projection_figure, save_figure
-from pcann.rule import run_rule
+from pcann.preprocessing.features import load_features
+from pcann.results.plots import explained_variance_figure, projection_figure, save_figure
+from pcann.workflow.rule import run_rule
 
 
 def main(smk):

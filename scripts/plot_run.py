@@ -5,11 +5,11 @@ from functools import partial
 
 import numpy as np
 
-from pcann.features import load_features
+from pcann.preprocessing.features import load_features
 from pcann.io import load_columns_csv
-from pcann.weights_file import load_network
-from pcann.plots import curves_figure, decision_regions_figure, note_figure, save_figure
-from pcann.rule import run_rule
+from pcann.nn.weights_file import load_network
+from pcann.results.plots import curves_figure, decision_regions_figure, note_figure, save_figure
+from pcann.workflow.rule import run_rule
 
 
 def main(smk):

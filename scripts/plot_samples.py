@@ -1,8 +1,8 @@
 """Rule plot_samples: a grid of example images per class, as the workflow reads them."""
 
-from pcann.data import load_saved_dataset
-from pcann.plots import samples_figure, save_figure
-from pcann.rule import run_rule
+from pcann.data.images import load_saved_dataset
+from pcann.results.plots import samples_figure, save_figure
+from pcann.workflow.rule import run_rule
 
 
 def main(smk):

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pcann import PcannError  # noqa: E402
-from pcann.model import load  # noqa: E402
-from pcann.prediction import classify, write_outputs  # noqa: E402
+from pcann.model.model_file import load  # noqa: E402
+from pcann.model.prediction import classify, write_outputs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -2,9 +2,9 @@
 
 import logging
 
-from pcann.model import load
-from pcann.prediction import classify, write_outputs
-from pcann.rule import run_rule
+from pcann.model.model_file import load
+from pcann.model.prediction import classify, write_outputs
+from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.predict_images")
 

@@ -2,9 +2,9 @@
 
 import logging
 
-from pcann.features import split_indices
+from pcann.preprocessing.features import split_indices
 from pcann.io import load_npz, save_npz
-from pcann.rule import run_rule
+from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.split_train_val")
 

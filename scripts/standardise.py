@@ -5,11 +5,11 @@ import logging
 
 import numpy as np
 
-from pcann.data import load_saved_dataset
-from pcann.features import zscore_statistics
+from pcann.data.images import load_saved_dataset
+from pcann.preprocessing.features import zscore_statistics
 from pcann.io import load_npz, save_npz
-from pcann.resources import DataSize, check_memory, preprocessing_mem_mb
-from pcann.rule import run_rule
+from pcann.study.resources import DataSize, check_memory, preprocessing_mem_mb
+from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.standardise")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcann.features import load_features
-from pcann.plan import COMPARISONS
-from pcann.plots import (
+from pcann.preprocessing.features import load_features
+from pcann.study.plan import COMPARISONS
+from pcann.results.plots import (
     comparison_figure,
     curves_figure,
     decision_regions_figure,
@@ -23,8 +23,8 @@ from pcann.plots import (
     seed_spread_figure,
     sweep_accuracy_figure,
 )
-from pcann.rule import run_rule
-from pcann.tables import (
+from pcann.workflow.rule import run_rule
+from pcann.results.tables import (
     PARAMETER_TITLES,
     SEED_SPREAD_TITLE,
     plan_frame,
@@ -32,7 +32,7 @@ from pcann.tables import (
     seed_spread,
     study_tables,
 )
-from pcann.weights_file import load_network
+from pcann.nn.weights_file import load_network
 
 
 def main(smk):

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from pcann.io import save_csv, save_text
-from pcann.rule import run_rule
-from pcann.tables import (
+from pcann.workflow.rule import run_rule
+from pcann.results.tables import (
     SEED_SPREAD_TITLE,
     markdown_table,
     plan_frame,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pcann.findings import findings
+from pcann.results.findings import findings
 from pcann.io import save_text
-from pcann.rule import run_rule
+from pcann.workflow.rule import run_rule
 
 
 def _link(path, start):

@@ -2,10 +2,10 @@
 
 import logging
 
-from pcann.features import load_features
-from pcann.grid import Setting
-from pcann.rule import run_rule
-from pcann.runs import continuable_run, save_run, train_run
+from pcann.preprocessing.features import load_features
+from pcann.study.grid import Setting
+from pcann.workflow.rule import run_rule
+from pcann.study.runs import continuable_run, save_run, train_run
 
 logger = logging.getLogger("pcann.train")
 

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "scripts") not in sys.path:
     sys.path.insert(0, str(REPO / "scripts"))
 
-from pcann.data import ImageSet  # noqa: E402
-from pcann.features import Features, fit_and_project, split_indices, zscore_statistics  # noqa: E402
+from pcann.data.images import ImageSet  # noqa: E402
+from pcann.preprocessing.features import Features, fit_and_project, split_indices, zscore_statistics  # noqa: E402
 
 #: What a workflow copy needs; results/ and Snakemake's state are never copied.
 WORKFLOW_ITEMS = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "report")

@@ -1,4 +1,4 @@
-"""pcann.cluster: Slurm time limits, partition limits, and the group-job workaround (issue #17).
+"""pcann.workflow.cluster: Slurm time limits, partition limits, and the group-job workaround (issue #17).
 
 No Slurm needed; tests/test_slurm.py runs the same code against a real scheduler.
 """
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from pcann import PcannError
-from pcann.cluster import (
+from pcann.workflow.cluster import (
     SEQUENTIAL_JOBSTEP_ARGS,
     batch_minutes_needed,
     check_batch_time_limit,
@@ -118,7 +118,7 @@ def test_workaround_targets_what_the_installed_plugin_adds():
     raises=AssertionError,
     reason="upstream defect snakemake-executor-plugin-slurm#469 (snakemake#4223): group jobs run "
     "their members one at a time. When this passes, upstream has changed: check whether "
-    "pcann.cluster.run_group_members_side_by_side can go (docs/slurm.md, 'Group jobs')",
+    "pcann.workflow.cluster.run_group_members_side_by_side can go (docs/slurm.md, 'Group jobs')",
 )
 def test_upstream_plugin_runs_group_members_side_by_side():
     jobstep = pytest.importorskip("snakemake_executor_plugin_slurm_jobstep")

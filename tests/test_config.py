@@ -6,10 +6,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from pcann.config import ConfigError, canonical_config, check_config, config_errors, load_schema
-from pcann.estimator import MLPClassifier
-from pcann.features import PROTOCOLS, SPLITS
-from pcann.training import DEFAULT_PARAMS, OPTIONS, SHARED_OPTIONS
+from pcann.workflow.config import ConfigError, canonical_config, check_config, config_errors, load_schema
+from pcann.nn.estimator import MLPClassifier
+from pcann.preprocessing.features import PROTOCOLS, SPLITS
+from pcann.nn.training import DEFAULT_PARAMS, OPTIONS, SHARED_OPTIONS
 
 SCHEMA_PATH = REPO / "schemas" / "config.schema.yaml"
 
@@ -107,7 +107,7 @@ def test_runtime_settings_stay_out_of_config(schema):
 
 
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
-    from pcann.config import load_config_file
+    from pcann.workflow.config import load_config_file
 
     path = tmp_path / "broken.yaml"
     path.write_text("n_components: 2\nnetworks: [1\n")
@@ -116,7 +116,7 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
 
 
 def test_config_file_must_be_a_mapping(tmp_path):
-    from pcann.config import load_config_file
+    from pcann.workflow.config import load_config_file
 
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")
@@ -179,7 +179,7 @@ STUDY_FILES = sorted((REPO / "studies").glob("*.yaml")) + [REPO / ".test" / "con
 #: config.yaml's one by one.
 def _study_config(path) -> dict:
     """config.yaml with a study file applied as the workflow applies a --configfile."""
-    from pcann.study_record import resolve_config
+    from pcann.workflow.study_record import resolve_config
 
     shipped = yaml.safe_load((REPO / "config.yaml").read_text())
     return resolve_config(shipped, [path], {}, None)[0]
@@ -189,8 +189,8 @@ def _study_config(path) -> dict:
 def test_every_shipped_study_file_is_valid_and_fits_its_demo_data(path):
     from snakemake.utils import validate
 
-    from pcann.config import check_plan_fits_data
-    from pcann.plan import StudyPlan
+    from pcann.workflow.config import check_plan_fits_data
+    from pcann.study.plan import StudyPlan
 
     config = _study_config(path)
     check_config(config, SCHEMA_PATH)

@@ -11,8 +11,8 @@ import pytest
 from conftest import make_dataset, write_image
 
 from pcann import DataError
-from pcann.data import load_dataset, load_saved_dataset, load_split, save_dataset
-from pcann.demo import DEMO_CLASSES, demo_classes, generate_demo_dataset
+from pcann.data.images import load_dataset, load_saved_dataset, load_split, save_dataset
+from pcann.data.demo import DEMO_CLASSES, demo_classes, generate_demo_dataset
 
 
 def test_classes_are_sorted_folder_names_and_rows_follow_sorted_files(tmp_path):
@@ -169,7 +169,7 @@ def test_saved_dataset_round_trips_without_pickle(tmp_path):
 
 
 def test_folder_scan_counts_what_the_loader_loads_and_fingerprints_every_change(tmp_path):
-    from pcann.data import scan_image_folders
+    from pcann.data.images import scan_image_folders
 
     root = make_dataset(tmp_path, n_train=4, n_test=2)
     (root / "Data_train" / "apple" / "notes.txt").write_text("not an image")

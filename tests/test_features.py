@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pcann import PcannError, streaming
-from pcann.data import ImageSet, load_dataset
-from pcann.features import check_n_components, split_indices
+from pcann import PcannError
+from pcann.preprocessing import streaming
+from pcann.data.images import ImageSet, load_dataset
+from pcann.preprocessing.features import check_n_components, split_indices
 from support import build_features
 
 
@@ -157,7 +158,7 @@ def test_real_data_pca_equals_the_full_svd(fruits_dir):
     """fit_pca's ARPACK solver gives the full SVD's components on the study's 1470 x 3072 rows."""
     from sklearn.decomposition import PCA
 
-    from pcann.features import fit_pca, pca_fit_rows
+    from pcann.preprocessing.features import fit_pca, pca_fit_rows
 
     train, test = load_dataset(fruits_dir)
     train_idx, val_idx = split_indices(train.y, 0.2, "study", 10)
@@ -176,8 +177,8 @@ def test_real_data_pca_equals_the_full_svd(fruits_dir):
 def _streamed_and_exact(train: ImageSet, fit_rows: np.ndarray, k: int):
     """Streaming statistics and components against scikit-learn's StandardScaler and exact
     ARPACK PCA on the in-memory float64 copy of the same rows."""
-    from pcann.features import fit_pca, fit_standardiser
-    from pcann.streaming import Standardised, column_statistics, principal_components
+    from pcann.preprocessing.features import fit_pca, fit_standardiser
+    from pcann.preprocessing.streaming import Standardised, column_statistics, principal_components
 
     mean, scale = column_statistics(train.X, fit_rows)
     scaler = fit_standardiser(train.X[fit_rows])
@@ -201,8 +202,8 @@ def test_streaming_statistics_equal_the_scalers_on_small_data():
 def test_streaming_statistics_of_8_and_16_bit_images_equal_the_scalers(dtype):
     """8-bit images take the one-pass exact integer sums, wider samples the float64 two-pass
     path: both agree with StandardScaler, constant columns included."""
-    from pcann.features import fit_standardiser
-    from pcann.streaming import column_statistics
+    from pcann.preprocessing.features import fit_standardiser
+    from pcann.preprocessing.streaming import column_statistics
 
     rng = np.random.default_rng(8)
     high = np.iinfo(dtype).max + 1
@@ -218,7 +219,7 @@ def test_streaming_statistics_of_8_and_16_bit_images_equal_the_scalers(dtype):
 
 
 def test_streaming_statistics_chunk_by_chunk_equal_the_whole(monkeypatch):
-    from pcann import streaming
+    from pcann.preprocessing import streaming
 
     rng = np.random.default_rng(4)
     X = rng.integers(0, 256, size=(301, 17)).astype(np.uint8)
@@ -258,8 +259,8 @@ def test_streaming_pca_in_float32_keeps_its_documented_accuracy():
     basis = rng.normal(size=(8, 300)) * np.array([40, 30, 20, 12, 8, 5, 3, 2])[:, None]
     X = np.clip(128 + rng.normal(size=(2000, 8)) @ basis + rng.normal(size=(2000, 300)) * 3, 0, 255).astype(np.uint8)
     train = ImageSet(X, np.zeros(2000, np.int64), ("a",), tuple(map(str, range(2000))), (300,))
-    from pcann.features import fit_pca, fit_standardiser
-    from pcann.streaming import Standardised, column_statistics, principal_components
+    from pcann.preprocessing.features import fit_pca, fit_standardiser
+    from pcann.preprocessing.streaming import Standardised, column_statistics, principal_components
 
     rows = np.arange(2000)
     zscored = fit_standardiser(X).transform(X.astype(np.float64))
@@ -276,7 +277,7 @@ def test_streaming_pca_in_float32_keeps_its_documented_accuracy():
 
 
 def test_streaming_pca_that_cannot_converge_says_so():
-    from pcann.streaming import Standardised, column_statistics, principal_components
+    from pcann.preprocessing.streaming import Standardised, column_statistics, principal_components
 
     rng = np.random.default_rng(6)
     X = rng.integers(0, 256, size=(200, 30)).astype(np.uint8)  # white noise: no spectral gap
@@ -291,8 +292,8 @@ def test_real_data_streaming_pca_equals_the_exact_arpack_result(fruits_dir, prot
     """On the study's images, the streamed z-scores and components project every set as
     today's exact ARPACK PCA of the in-memory z-scored copy does: to 1e-6 relative (up to sign;
     the signs follow scikit-learn's convention, so they agree too)."""
-    from pcann.features import fit_pca, pca_fit_rows
-    from pcann.streaming import Standardised, column_statistics, principal_components
+    from pcann.preprocessing.features import fit_pca, pca_fit_rows
+    from pcann.preprocessing.streaming import Standardised, column_statistics, principal_components
 
     train, test = load_dataset(fruits_dir)
     train_idx, val_idx = split_indices(train.y, 0.2, "study", 10)

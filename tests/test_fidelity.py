@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pcann.data import load_dataset
+from pcann.data.images import load_dataset
 from support import build_features
-from pcann.estimator import MLPClassifier
+from pcann.nn.estimator import MLPClassifier
 
 pytestmark = pytest.mark.realdata
 

@@ -15,8 +15,8 @@ import yaml
 from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_study_config
 
 from pcann import PcannError
-from pcann.config import ConfigError, check_plan_fits_data
-from pcann.grid import (
+from pcann.workflow.config import ConfigError, check_plan_fits_data
+from pcann.study.grid import (
     PLOT_RUNS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     WILDCARD_PATTERNS,
@@ -353,8 +353,8 @@ def test_editing_a_plotting_script_retrains_nothing(finished_study):
 def test_a_continued_run_has_the_files_of_a_run_from_the_start(finished_study, tmp_path):
     import json
 
-    from pcann.features import load_features
-    from pcann.runs import save_run, train_run
+    from pcann.preprocessing.features import load_features
+    from pcann.study.runs import save_run, train_run
 
     workdir, config = finished_study
     # the tiny study's two-layer baseline (20 epochs) continues its 10-epoch sweep run

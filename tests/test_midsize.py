@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from conftest import copy_workflow, run_snakemake
 
-from pcann.data import load_saved_dataset
+from pcann.data.images import load_saved_dataset
 from pcann.io import load_npz
 
 pytestmark = pytest.mark.workflow
@@ -129,7 +129,7 @@ def test_images_split_and_features_have_the_configured_sizes(midsize, dataset):
 def test_streamed_features_equal_the_exact_pca(midsize, dataset):
     from sklearn.preprocessing import StandardScaler
 
-    from pcann.features import fit_pca, project
+    from pcann.preprocessing.features import fit_pca, project
 
     results, _ = midsize
     train, test, _, split = dataset
@@ -206,7 +206,7 @@ def _svg_texts(path: Path, group_id: str | None = None) -> list[str]:
 
 
 def test_every_run_is_evaluated_over_the_20_classes(midsize, dataset, run_dirs):
-    from pcann.plots import CONFUSION_LABEL_LIMIT
+    from pcann.results.plots import CONFUSION_LABEL_LIMIT
 
     train, test, _, _ = dataset
     classes = list(train.classes)
@@ -229,7 +229,7 @@ def test_every_run_is_evaluated_over_the_20_classes(midsize, dataset, run_dirs):
 
 
 def test_legends_name_at_most_the_legend_limit(midsize, dataset, run_dirs):
-    from pcann.plots import LEGEND_CLASSES
+    from pcann.results.plots import LEGEND_CLASSES
 
     results, _ = midsize
     classes = list(dataset[0].classes)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from conftest import REPO, run_snakemake, write_image
 
-from pcann.evaluation import confusion_matrix, gallery_picks, per_class_scores
-from pcann.study_record import folder_key
-from pcann.model import FORMAT, FORMAT_VERSION, Model, ModelError, load
+from pcann.results.evaluation import confusion_matrix, gallery_picks, per_class_scores
+from pcann.workflow.study_record import folder_key
+from pcann.model.model_file import FORMAT, FORMAT_VERSION, Model, ModelError, load
 
 TRAIN_ONLY_RUN = "train-only/pca2/hidden=8_epochs=20_lr=0.05_batch=8_seed=1"
 STUDY_RUN = "study/pca2/hidden=8_epochs=20_lr=0.05_batch=8_seed=1"
@@ -81,9 +81,9 @@ def test_model_file_is_usable_with_numpy_alone(toy_model, tmp_path):
     np.save(tmp_path / "images.npy", images)
     import textwrap
 
-    import pcann.model
+    import pcann.model.model_file
 
-    doc = pcann.model.__doc__
+    doc = pcann.model.model_file.__doc__
     recipe = textwrap.dedent(doc[doc.index("With numpy alone"):].split("::\n\n", 1)[1].split("\n\n", 1)[0])
     code = "\n".join([
         "import json, sys",
@@ -178,11 +178,11 @@ def test_model_file_outputs_equal_the_workflow_network(study):
     """On the images each run's network was scored on in the workflow: the test images under
     train-only, the training split under both protocols (the study scaled only its test set
     differently)."""
-    from pcann.data import load_saved_dataset
-    from pcann.features import load_features
+    from pcann.data.images import load_saved_dataset
+    from pcann.preprocessing.features import load_features
     from pcann.io import load_npz
-    from pcann.network import softmax
-    from pcann.weights_file import load_network
+    from pcann.nn.network import softmax
+    from pcann.nn.weights_file import load_network
 
     train, test, _ = load_saved_dataset(study / "data/images.npz")
     split = load_npz(study / "data/split.npz")
@@ -315,15 +315,15 @@ def test_predict_target_refuses_bad_input(tiny_study, tmp_path, config, expected
 def test_train_only_model_file_on_the_real_test_folder(fruits_dir, tmp_path):
     """The workflow's steps as library calls on the real images (train-only, 2-layer [256],
     200 epochs): the model file classifies the test folder exactly as the run was scored."""
-    from pcann.data import load_dataset
-    from pcann.features import (
+    from pcann.data.images import load_dataset
+    from pcann.preprocessing.features import (
         fit_and_project, split_indices, zscore_statistics,
     )
-    from pcann.grid import Setting
+    from pcann.study.grid import Setting
     from pcann.io import save_npz
-    from pcann.model import export_model
-    from pcann.prediction import classify
-    from pcann.runs import save_run, train_run
+    from pcann.model.model_file import export_model
+    from pcann.model.prediction import classify
+    from pcann.study.runs import save_run, train_run
 
     train, test = load_dataset(fruits_dir, mode="color")
     train_idx, val_idx = split_indices(train.y)

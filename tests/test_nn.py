@@ -1,4 +1,4 @@
-"""Unit tests of the network modules (pcann.network, .sgd, .training, .weights_file): gradients,
+"""Unit tests of the network modules (pcann.nn.network, .sgd, .training, .weights_file): gradients,
 the fast trainer against the readable network, numerical safety, determinism, schedules,
 validation, saving, and scikit-learn compatibility."""
 
@@ -14,8 +14,8 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pcann import network, sgd, training, weights_file
-from pcann.estimator import MLPClassifier
+from pcann.nn import network, sgd, training, weights_file
+from pcann.nn.estimator import MLPClassifier
 
 
 def sgd_step(trainer: sgd.SGDTrainer, x, y, lr: float) -> None:

@@ -56,7 +56,7 @@ def test_training_jobs_import_no_scikit_learn_pandas_or_matplotlib():
         line for line in (REPO / "scripts" / "train.py").read_text().splitlines()
         if line.startswith(("import ", "from "))
     ]
-    assert any("pcann.runs" in line for line in imports)
+    assert any("pcann.study.runs" in line for line in imports)
     code = "\n".join(
         ["import sys", f"sys.path.insert(0, {str(REPO / 'scripts')!r})", *imports]
         + ["heavy = sorted({'sklearn', 'pandas', 'matplotlib'} & set(sys.modules))",

@@ -7,9 +7,9 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.inspection import DecisionBoundaryDisplay
 
-from pcann.estimator import MLPClassifier
-from pcann.weights_file import load_network
-from pcann.plots import decision_grid, decision_regions_figure
+from pcann.nn.estimator import MLPClassifier
+from pcann.nn.weights_file import load_network
+from pcann.results.plots import decision_grid, decision_regions_figure
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_regions_image_puts_each_prediction_at_its_grid_node(fitted):
 def test_sweep_error_bars_are_the_intervals_and_stars_mark_significant_values():
     import pandas as pd
 
-    from pcann.plots import interval_errors, sweep_accuracy_figure
+    from pcann.results.plots import interval_errors, sweep_accuracy_figure
 
     summary = pd.DataFrame({
         "value": ["a", "b"], "is_baseline": [True, False], "diverged": [0, 0], "significant": [False, True],
@@ -81,7 +81,7 @@ def test_sweep_error_bars_are_the_intervals_and_stars_mark_significant_values():
 def test_headline_curves_shade_the_range_over_seeds():
     import pandas as pd
 
-    from pcann.plots import curves_figure
+    from pcann.results.plots import curves_figure
 
     epochs = np.arange(1, 6)
     histories = [

@@ -784,7 +784,7 @@ def _writers():
     """``name -> (object, attribute, replacement that dies half-way, call, target suffix)``."""
     import matplotlib.figure
 
-    from pcann.plots import save_figure
+    from pcann.results.plots import save_figure
 
     return {
         "save_npz": (np, "savez", lambda file, *a, **k: _dies_writing(file),
@@ -887,7 +887,7 @@ def restored_logging():
 def test_rule_with_an_unwritable_log_fails_with_one_clear_line(tmp_path, capsys, restored_logging, log, cause):
     from types import SimpleNamespace
 
-    from pcann.rule import run_rule
+    from pcann.workflow.rule import run_rule
 
     log = log if log.startswith("/") else str(tmp_path / log)
 

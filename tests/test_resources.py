@@ -6,7 +6,7 @@ import pytest
 from conftest import copy_workflow, run_snakemake, tiny_study_config
 
 from pcann import PcannError
-from pcann.resources import (
+from pcann.study.resources import (
     EXACT_PCA_MAX_BYTES,
     DataSize,
     check_memory,

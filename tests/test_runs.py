@@ -1,4 +1,4 @@
-"""One training run as the train rule does it: scripts/pcann/runs.py, without Snakemake."""
+"""One training run as the train rule does it: scripts/pcann/study/runs.py, without Snakemake."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from pcann.estimator import MLPClassifier
-from pcann.features import Features
-from pcann.grid import Setting
+from pcann.nn.estimator import MLPClassifier
+from pcann.preprocessing.features import Features
+from pcann.study.grid import Setting
 from pcann.io import load_columns_csv, load_npz, save_columns_csv, save_csv
-from pcann.runs import continuable_run, predicted_classes, save_run, train_run
-from pcann.sgd import HISTORY_KEYS
+from pcann.study.runs import continuable_run, predicted_classes, save_run, train_run
+from pcann.nn.sgd import HISTORY_KEYS
 
 TRAINING = {"lr_schedule": "constant", "lr_decay_rate": 0.5, "lr_decay_every": 100,
             "eval_every": 1, "dtype": "float32", "exp_backend": "opencv"}

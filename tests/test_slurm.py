@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, copy_workflow
-from pcann.cluster import batch_minutes_needed, parse_slurm_minutes
+from pcann.workflow.cluster import batch_minutes_needed, parse_slurm_minutes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -358,7 +358,7 @@ def training_only_workdir(local: Snakemake, parent: Path, name: str) -> Path:
 
 
 def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_runs, tmp_path, monkeypatch):
-    """The upstream defect that pcann.cluster works around (snakemake-executor-plugin-slurm#469):
+    """The upstream defect that pcann.workflow.cluster works around (snakemake-executor-plugin-slurm#469):
     without the workaround, the same group job runs its trainings one after another. When this
     fails, a plugin version runs them side by side itself: check whether the workaround can go
     (docs/slurm.md)."""

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcann.findings import spread_sentence, sweep_sentence
-from pcann.stats import (
+from pcann.results.findings import spread_sentence, sweep_sentence
+from pcann.results.stats import (
     accuracy_interval,
     agresti_min_interval,
     compare_paired,
@@ -20,7 +20,7 @@ from pcann.stats import (
     paired_t,
     wilson_interval,
 )
-from pcann.tables import add_comparisons, compare_runs, seed_spread, summarise
+from pcann.results.tables import add_comparisons, compare_runs, seed_spread, summarise
 
 Z95 = 1.959963984540054  # the 97.5% normal quantile
 T95_DF4 = 2.7764451051977987  # the 97.5% quantile of t with 4 degrees of freedom (tables: 2.776)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import REPO, TEST_CONFIG_PATH, copy_workflow, make_dataset, run_snakemake, write_image
 
-from pcann.study_record import (
+from pcann.workflow.study_record import (
     StudyMismatch,
     check_same_data,
     folder_key,
@@ -351,7 +351,7 @@ def test_predict_errors_are_one_line_without_a_traceback(own_study, tmp_path, co
 
 
 def test_the_record_is_not_a_file_a_user_edits_into_a_traceback(tmp_path):
-    from pcann.study_record import read_record
+    from pcann.workflow.study_record import read_record
 
     (tmp_path / "study.yaml").write_text("written: today\n")
     with pytest.raises(StudyMismatch, match="is not a pcann study record"):

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import PcannError
+from pcann import PcannError
 
 
 class OutputError(PcannError, OSError):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from . import PcannError
-from .config import load_config_file
+from pcann import PcannError
+from pcann.workflow.config import load_config_file
 
 #: The record's file name inside the results folder.
 RECORD_NAME = "study.yaml"
@@ -195,7 +195,7 @@ def record_text(data: dict, study_files, config_values: dict, config: dict) -> s
 
 def write_record(results: str | os.PathLike, text: str) -> Path:
     """Write the record atomically, unless it would say the same (its time aside)."""
-    from .io import save_text
+    from pcann.io import save_text
 
     path = Path(results) / RECORD_NAME
     if path.exists() and _without_time(path.read_text()) == _without_time(text):

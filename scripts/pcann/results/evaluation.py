@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import save_text
+from pcann.io import save_text
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .evaluation import (
+from pcann.results.evaluation import (
     accuracy,
     accuracy_text,
     evaluation_markdown,
@@ -22,9 +22,9 @@ from .evaluation import (
     prediction_rows,
     save_rows_csv,
 )
-from .data import IMAGE_SUFFIXES, SYSTEM_FILES, is_image_file
-from .io import save_json, save_text
-from .model import Model, ModelError, find_images, load, true_classes
+from pcann.data.images import IMAGE_SUFFIXES, SYSTEM_FILES, is_image_file
+from pcann.io import save_json, save_text
+from pcann.model.model_file import Model, ModelError, find_images, load, true_classes
 
 
 @dataclass

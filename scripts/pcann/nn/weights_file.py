@@ -4,7 +4,7 @@ Arrays: ``W1``, ``b1``, ... (the study's layout, float64); ``params_json`` (the 
 JSON); ``classes``; ``n_features_in``; ``n_layers``; the training record (``diverged``,
 ``diverged_epoch`` (-1 for none), ``n_epochs_run``, ``n_steps``, ``fit_seconds``, one
 ``history_<column>`` array per history column); and, for a longer run to continue this one
-(:func:`pcann.training.train_network`), the random stream's state (``rng_keys``,
+(:func:`pcann.nn.training.train_network`), the random stream's state (``rng_keys``,
 ``rng_position``, ``rng_has_gauss``, ``rng_cached_gaussian``) and ``trajectory_key``.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import load_npz, save_npz
-from .sgd import HISTORY_KEYS, TrainingResult
-from .training import FittedNetwork, jsonable
+from pcann.io import load_npz, save_npz
+from pcann.nn.sgd import HISTORY_KEYS, TrainingResult
+from pcann.nn.training import FittedNetwork, jsonable
 
 
 def save_network(path, network: FittedNetwork, *, params: dict, classes, n_features_in: int) -> None:

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Callable
 
-from . import PcannError
+from pcann import PcannError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 from jsonschema import Draft202012Validator
 
-from . import PcannError
+from pcann import PcannError
 
 
 class ConfigError(PcannError):

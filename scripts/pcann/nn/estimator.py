@@ -1,9 +1,9 @@
 """The study's multilayer perceptron as a scikit-learn classifier.
 
-A thin wrapper: :mod:`pcann.training` does the training (numpy only); this module adds
+A thin wrapper: :mod:`pcann.nn.training` does the training (numpy only); this module adds
 scikit-learn's input validation, label encoding and API, so that its tools (``cross_val_score``,
 ``GridSearchCV``, ``DecisionBoundaryDisplay``, ``check_estimator``) work on the network. Its
-parameters and their defaults are the training options of :data:`pcann.training.OPTIONS`.
+parameters and their defaults are the training options of :data:`pcann.nn.training.OPTIONS`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from .network import cross_entropy, log_softmax, softmax
-from .sgd import TrainingResult
-from .training import DEFAULT_PARAMS, FittedNetwork, check_params, schedule_of, train_network
-from .weights_file import load_network, save_network
+from pcann.nn.network import cross_entropy, log_softmax, softmax
+from pcann.nn.sgd import TrainingResult
+from pcann.nn.training import DEFAULT_PARAMS, FittedNetwork, check_params, schedule_of, train_network
+from pcann.nn.weights_file import load_network, save_network
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -44,7 +44,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Seed of the initial weights and of the shuffling.
     lr_schedule : {"constant", "step", "exponential"}
         How the learning rate changes with the epoch; see
-        :func:`pcann.training.learning_rate`. Not in the study.
+        :func:`pcann.nn.training.learning_rate`. Not in the study.
     lr_decay_rate : float in (0, 1]
         Factor applied to the learning rate every ``lr_decay_every`` epochs.
     lr_decay_every : int
@@ -56,7 +56,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Precision of training. float32 is faster and reaches the same accuracy; predictions are
         always computed in float64.
     exp_backend : {"opencv", "numpy"}
-        Whose ``exp`` the sigmoids use during training (see :data:`pcann.sgd.EXP_FUNCTIONS`):
+        Whose ``exp`` the sigmoids use during training (see :data:`pcann.nn.sgd.EXP_FUNCTIONS`):
         OpenCV's is as accurate and several times faster; ``numpy`` keeps training numpy-only.
 
     Attributes
@@ -71,7 +71,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         entry per recorded epoch; the validation entries are NaN without a validation set.
     diverged_, diverged_epoch_
         Whether training stopped early because it diverged (see
-        :meth:`pcann.sgd.SGDTrainer.train`), and in which epoch. A diverged model keeps the weights it had when it stopped.
+        :meth:`pcann.nn.sgd.SGDTrainer.train`), and in which epoch. A diverged model keeps the weights it had when it stopped.
     n_epochs_run_, n_steps_, fit_seconds_, steps_per_second_
         How much training ran, and how fast (wall time, evaluations included).
     """
@@ -197,7 +197,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def save_weights(self, path) -> None:
         """Write the fitted model to ``path`` (``.npz``, no pickle), atomically; see
-        :func:`pcann.weights_file.save_network`. :meth:`from_npz` restores a model that predicts identically."""
+        :func:`pcann.nn.weights_file.save_network`. :meth:`from_npz` restores a model that predicts identically."""
         network = self._network()
         save_network(
             path,
@@ -209,7 +209,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_npz(cls, path) -> "MLPClassifier":
-        """A fitted model read back from :meth:`save_weights` or :func:`pcann.weights_file.save_network`."""
+        """A fitted model read back from :meth:`save_weights` or :func:`pcann.nn.weights_file.save_network`."""
         network, info = load_network(path)
         known = cls().get_params()
         model = cls(**{key: value for key, value in info["params"].items() if key in known})

@@ -1,6 +1,6 @@
 """The fast mini-batch SGD trainer: the readable network's arithmetic, made cheap to run.
 
-How a step here maps onto one step of the readable network (:mod:`pcann.network`), for a batch
+How a step here maps onto one step of the readable network (:mod:`pcann.nn.network`), for a batch
 of ``B`` samples as columns and learning rate ``lr``:
 
 =====================================  ============================================================
@@ -60,7 +60,7 @@ from functools import partial
 import cv2
 import numpy as np
 
-from .network import one_hot
+from pcann.nn.network import one_hot
 
 #: Compute precisions of the trainer.
 DTYPES = ("float32", "float64")

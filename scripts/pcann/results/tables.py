@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, accuracy_interval, compare_paired, holm, mean_interval, paired_t
+from pcann.results.stats import ALPHA, accuracy_interval, compare_paired, holm, mean_interval, paired_t
 
 
 ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy")
@@ -36,7 +36,7 @@ def collect_metrics(paths) -> pd.DataFrame:
 
 
 def plan_frame(records: list[dict]) -> pd.DataFrame:
-    """The study plan's rows (:meth:`pcann.plan.StudyPlan.records`) as a frame, in plan order."""
+    """The study plan's rows (:meth:`pcann.study.plan.StudyPlan.records`) as a frame, in plan order."""
     frame = pd.DataFrame.from_records(records)
     frame["order"] = np.arange(len(frame))
     return frame[["study", "network", "parameter", "value", "is_baseline", "run_dir", "seed", "order"]]

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import Features
-from .grid import Setting
-from .io import save_columns_csv, save_json, save_npz
-from .training import FittedNetwork, accuracy_and_loss, continuation_problem, train_network
-from .weights_file import load_network, save_network
+from pcann.preprocessing.features import Features
+from pcann.study.grid import Setting
+from pcann.io import save_columns_csv, save_json, save_npz
+from pcann.nn.training import FittedNetwork, accuracy_and_loss, continuation_problem, train_network
+from pcann.nn.weights_file import load_network, save_network
 
 
 def network_params(setting: Setting, training: dict) -> dict:
-    """The parameters of :func:`pcann.training.train_network` for one setting of the study."""
+    """The parameters of :func:`pcann.nn.training.train_network` for one setting of the study."""
     return {
         "hidden": tuple(setting.hidden),
         "epochs": setting.epochs,
@@ -55,7 +55,7 @@ PREDICTED_SPLITS = ("val", "test")
 
 def predicted_classes(network: FittedNetwork, X: np.ndarray) -> np.ndarray:
     """The class index the network predicts for each row of ``X``, as its accuracy counts it
-    (float64 logits, as :func:`pcann.training.accuracy_and_loss`); -1 everywhere for a
+    (float64 logits, as :func:`pcann.nn.training.accuracy_and_loss`); -1 everywhere for a
     diverged network, which predicts nothing."""
     if network.result.diverged:
         return np.full(len(X), -1, dtype=np.int16)

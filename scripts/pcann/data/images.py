@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DataError
+from pcann import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def load_dataset(
 
 def save_dataset(path: str | os.PathLike, train: ImageSet, test: ImageSet, data_label: str = "") -> None:
     """Write both splits to one pickle-free ``.npz`` (``data_label`` marks demo data)."""
-    from .io import save_npz
+    from pcann.io import save_npz
 
     save_npz(
         path,
@@ -315,7 +315,7 @@ def load_saved_dataset(
     """Inverse of :func:`save_dataset`: ``(train, test, data_label)``; a split not in ``splits``
     is not read and comes back as ``None``. ``mmap=True`` maps the images read-only instead of
     reading them (see :func:`pcann.io.load_npz`)."""
-    from .io import load_npz
+    from pcann.io import load_npz
 
     keys = ["classes", "image_shape", "data_label"] + [k for s in splits for k in SAVED_SPLITS[s]]
     arrays = load_npz(path, keys, mmap=mmap)

@@ -26,7 +26,7 @@ import re
 import shlex
 import subprocess
 
-from . import PcannError
+from pcann import PcannError
 
 #: What the plugin adds to the Snakemake command of every job it submits (plugin 2.8.0). The
 #: workaround replaces exactly this in group jobs; if a plugin version no longer adds it, the

@@ -3,7 +3,7 @@
 Sigmoid hidden layers, a softmax output, categorical cross-entropy. Samples are *columns*
 (``X`` is ``(n_features, m)``), as in the study. Forward and backward of each layer stand side
 by side, so each gradient can be read beside the formula it differentiates; the tests check
-them against finite differences, and the fast trainer (:mod:`pcann.sgd`) against them, step by
+them against finite differences, and the fast trainer (:mod:`pcann.nn.sgd`) against them, step by
 step. ``hidden=[256]`` is the study's 2-layer net and ``hidden=[256, 512]`` its 3-layer net.
 
 The numerically stable pieces (:func:`sigmoid`, :func:`log_softmax`, :func:`softmax`,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA
-from .tables import PARAMETER_TITLES
+from pcann.results.stats import ALPHA
+from pcann.results.tables import PARAMETER_TITLES
 
 
 def _p(p: float) -> str:
@@ -23,7 +23,7 @@ def _holding_p(lowest: float) -> str:
 
 
 def sweep_sentence(summary: pd.DataFrame) -> str | None:
-    """One sentence on a sweep table (its CSV or :func:`pcann.tables.study_tables` summary):
+    """One sentence on a sweep table (its CSV or :func:`pcann.results.tables.study_tables` summary):
     which values differ from the baseline, and which do not, with the Holm-adjusted p-values."""
     if "p_holm" not in summary:
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, replace
 
-from . import PcannError
+from pcann import PcannError
 
 SWEPT_PARAMETERS = ("hidden", "epochs", "lr", "batch_size")
 RUNS_ROOT = "results/runs"
@@ -266,13 +266,13 @@ def estimated_seconds(
     forward and backward passes (6 per weight) and the elementwise work of every unit; per
     scored sample a forward pass (2 per weight) and its elementwise work.
     """
-    from .sgd import ONE_HOT_CLASSES
+    from pcann.nn.sgd import ONE_HOT_CLASSES
 
     epochs = setting.epochs if epochs is None else epochs
     n_val = n_train // 4 if n_val is None else n_val
     sizes = (setting.n_components, *setting.hidden, n_classes)
     weights = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    # up to ONE_HOT_CLASSES the one-hot labels travel with each sample too (pcann.sgd)
+    # up to ONE_HOT_CLASSES the one-hot labels travel with each sample too (pcann.nn.sgd)
     units = sum(sizes[1:]) + (n_classes if n_classes <= ONE_HOT_CLASSES else 0)
     steps = -(-n_train // setting.batch_size)
     train_rate = min(TRAIN_FLOPS_MAX, TRAIN_FLOPS_PER_BATCH_SAMPLE * setting.batch_size)
@@ -299,7 +299,7 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
 
     Training is deterministic and epoch ``e`` of a run does not depend on how many epochs come
     after it, so a 4000-epoch run can start where the 2000-epoch run ended and give the same
-    result (see :func:`pcann.training.train_network`); an epochs sweep then costs its longest run
+    result (see :func:`pcann.nn.training.train_network`); an epochs sweep then costs its longest run
     instead of the sum of all. ``epochs_values`` are the sweeps' values (:func:`swept_epochs`),
     not every run's: a baseline's epochs are then continued by no run, and changing them
     re-runs exactly the runs with the new value.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path
+from pcann.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

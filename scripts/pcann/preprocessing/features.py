@@ -10,10 +10,10 @@
     Leak-free: split first, fit the z-score and PCA on the training split only, and apply them
     unchanged to validation and test.
 
-Two solvers (``pca_solver``; :func:`pcann.resources.pca_solver` picks one by the data's size):
+Two solvers (``pca_solver``; :func:`pcann.study.resources.pca_solver` picks one by the data's size):
 on the *exact* path, scikit-learn's ``StandardScaler`` (population std, zero-variance features
 left unscaled) and ``PCA`` (ARPACK to machine precision, see :func:`fit_pca`) do the work on a
-float64 copy of the rows; on the *streaming* path, :mod:`pcann.streaming` computes the same
+float64 copy of the rows; on the *streaming* path, :mod:`pcann.preprocessing.streaming` computes the same
 statistics in one exact pass and the leading components by block Krylov iteration (block Lanczos)
 a chunk of images at a time, with no ARPACK and no float copy of the images.
 """
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import PcannError
-from .data import ImageSet
+from pcann import PcannError
+from pcann.data.images import ImageSet
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -184,7 +184,7 @@ def pca_features(
 
 def save_features(path, features: Features, data_label: str = "") -> None:
     """Write :class:`Features` to a pickle-free ``.npz``."""
-    from .io import save_npz
+    from pcann.io import save_npz
 
     save_npz(
         path,
@@ -202,7 +202,7 @@ def save_features(path, features: Features, data_label: str = "") -> None:
 
 def load_features(path) -> tuple[Features, str]:
     """Inverse of :func:`save_features`: ``(features, data_label)``."""
-    from .io import load_npz
+    from pcann.io import load_npz
 
     arrays = load_npz(path)
     features = Features(
@@ -237,7 +237,7 @@ def spectrum_table(spectrum: np.ndarray, n_components: int):
 # Nothing z-scored is stored: the z-score job keeps the statistics, and the PCA job z-scores the
 # images again as it needs them. Two solvers (resources.pca_solver picks one by the data's size):
 # ``exact`` z-scores in memory and runs scikit-learn, exactly as the study was computed;
-# ``streaming`` never holds a float copy of the images (pcann.streaming).
+# ``streaming`` never holds a float copy of the images (pcann.preprocessing.streaming).
 
 SOLVERS = ("exact", "streaming")
 
@@ -257,7 +257,7 @@ def zscore_statistics(
             scaler = fit_standardiser(X if rows is None else X[rows])
             return scaler.mean_, scaler.scale_
     else:
-        from .streaming import column_statistics as statistics
+        from pcann.preprocessing.streaming import column_statistics as statistics
     mean, scale = statistics(X_train_folder, fit_rows)
     arrays = {"zscore_mean": mean, "zscore_scale": scale,
               "zscore_fitted_on": np.asarray(ZSCORE_FITTED_ON[protocol], dtype=str)}
@@ -302,7 +302,7 @@ def fit_and_project(
         return pca_features(zscored, labels, train.classes, protocol, n_components, pca=pca), pca_arrays(
             pca, n_components
         )
-    from .streaming import Standardised, principal_components
+    from pcann.preprocessing.streaming import Standardised, principal_components
 
     fit_rows = np.concatenate([train_idx, val_idx]) if protocol == "study" else np.asarray(train_idx)
     check_n_components(n_components, len(fit_rows), train.n_features)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .grid import (
+from pcann.study.grid import (
     PlanRow,
     Setting,
     estimated_seconds,
@@ -79,7 +79,7 @@ class StudyPlan:
         self.plot_runs = plot_runs_mode(config["plot_runs"], len(self.settings))
         #: The runs that get per-run figures, a model file and a test-set evaluation.
         self.plotted: list[Setting] = plotted_settings(self.rows, self.plot_runs)
-        #: run -> the shorter run it continues (epochs sweeps; see :func:`pcann.grid.shorter_runs`)
+        #: run -> the shorter run it continues (epochs sweeps; see :func:`pcann.study.grid.shorter_runs`)
         self.continued: dict[Setting, Setting] = (
             shorter_runs(self.settings, swept_epochs(config))
             if config["training"]["continue_shorter_runs"]

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from pcann.io import atomic_path  # noqa: E402
 
 # fixed ids in SVGs and no timestamps: the same data gives byte-identical figures
 matplotlib.rcParams["svg.hashsalt"] = "pcann"
@@ -181,7 +181,7 @@ def decision_regions_figure(
     """The predicted class over the PCA plane, with the test points (and training points).
 
     ``predict`` maps ``(n, 2)`` features to class indices into ``classes`` (e.g.
-    ``pcann.training.FittedNetwork.predict``, or the ``predict`` of an estimator fitted on indices).
+    ``pcann.nn.training.FittedNetwork.predict``, or the ``predict`` of an estimator fitted on indices).
     """
     from matplotlib.colors import ListedColormap
 

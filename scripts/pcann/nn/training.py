@@ -2,12 +2,12 @@
 
 :data:`OPTIONS` declares every training option once, with its default (the study's 2-layer
 recipe), the values it allows and what it means. Validation (:func:`check_params`), the
-scikit-learn estimator's defaults (:mod:`pcann.estimator`) and the workflow's rule params
+scikit-learn estimator's defaults (:mod:`pcann.nn.estimator`) and the workflow's rule params
 (``rules/common.smk``) derive from it, and a test holds ``schemas/config.schema.yaml`` to it.
 
 :func:`train_network` is the study's recipe: ``np.random.RandomState(seed)`` draws the initial
-weights (:func:`pcann.network.init_parameters`), then the permutation of every epoch, and
-:class:`pcann.sgd.SGDTrainer` runs the epochs. A run can continue a shorter run of the same
+weights (:func:`pcann.nn.network.init_parameters`), then the permutation of every epoch, and
+:class:`pcann.nn.sgd.SGDTrainer` runs the epochs. A run can continue a shorter run of the same
 setting exactly (:func:`continuation_problem`).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .network import cross_entropy, init_parameters, layer_sizes, logits
-from .sgd import DTYPES, EXP_FUNCTIONS, SGDTrainer, TrainingResult
+from pcann.nn.network import cross_entropy, init_parameters, layer_sizes, logits
+from pcann.nn.sgd import DTYPES, EXP_FUNCTIONS, SGDTrainer, TrainingResult
 
 #: Learning-rate schedules understood by :func:`learning_rate`.
 LR_SCHEDULES = ("constant", "step", "exponential")

@@ -52,11 +52,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import PcannError
-from .data import IMAGE_SUFFIXES, _describe, is_image_file, read_image
-from .network import logits as network_logits
-from .network import softmax
-from .streaming import PROJECTION_CHUNK_BYTES, chunk_rows
+from pcann import PcannError
+from pcann.data.images import IMAGE_SUFFIXES, _describe, is_image_file, read_image
+from pcann.nn.network import logits as network_logits
+from pcann.nn.network import softmax
+from pcann.preprocessing.streaming import PROJECTION_CHUNK_BYTES, chunk_rows
 
 FORMAT = "pcann-model"
 FORMAT_VERSION = 1
@@ -195,7 +195,7 @@ class Model:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model file atomically (no pickle)."""
-        from .io import save_npz
+        from pcann.io import save_npz
 
         arrays = {
             "metadata": np.asarray(json.dumps(self.metadata, sort_keys=True)),
@@ -286,8 +286,8 @@ def export_model(
 ) -> Model:
     """A :class:`Model` from a run's ``weights.npz`` and ``metrics.json`` and the
     ``transform.npz`` of its protocol and component count."""
-    from .io import load_npz
-    from .weights_file import load_network
+    from pcann.io import load_npz
+    from pcann.nn.weights_file import load_network
 
     network, _ = load_network(weights_path)
     transform = load_npz(transform_path)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import PcannError
-from .streaming import block_size, memory_bytes, passes_estimate
+from pcann import PcannError
+from pcann.preprocessing.streaming import block_size, memory_bytes, passes_estimate
 
 MB = 2**20
 #: An interpreter with numpy, OpenCV, scikit-learn and pandas imported.
@@ -112,7 +112,7 @@ def training_mem_mb(hidden, n_components: int, n_train_folder: int, n_classes: i
     """A training job: the trainer's float32 buffers (the epoch's shuffled rows three times, and
     the activations of every layer over the training folder, scored each evaluation) and a
     start-up of numpy and OpenCV only."""
-    from .sgd import ONE_HOT_CLASSES
+    from pcann.nn.sgd import ONE_HOT_CLASSES
 
     widths = [*hidden, n_classes]
     # beyond ONE_HOT_CLASSES the epoch's rows carry class indices, not one-hot labels
