@@ -3,7 +3,7 @@
     python benchmarks/bench_estimates.py [--quick]
 
 The workflow sizes every training job's priority and its Slurm time limit from
-:func:`pcann.study.grid.estimated_seconds`. For settings across 3 and 131 classes and 1,500 to 54,000
+:func:`pcann.study.resources.estimated_seconds`. For settings across 3 and 131 classes and 1,500 to 54,000
 training samples, this trains a few epochs on synthetic 2-D features (the PCA features a job
 trains on), with a validation set a quarter the size scored every epoch as the workflow does,
 and prints the measured seconds per epoch, the estimate, and their ratio. The estimate must never
@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from pcann.study.grid import Setting, estimated_seconds  # noqa: E402
+from pcann.study.grid import Setting  # noqa: E402
+from pcann.study.resources import estimated_seconds  # noqa: E402
 from pcann.nn.training import train_network  # noqa: E402
 from support import cpu_name, synthetic_data  # noqa: E402
 

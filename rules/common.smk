@@ -1,5 +1,4 @@
 # The configuration, the study plan built from it, and small helpers the rules share.
-import math
 import os
 import re
 import sys
@@ -22,9 +21,27 @@ from pcann.workflow.config import (  # noqa: E402
 from pcann.data.images import read_image, scan_image_folders  # noqa: E402
 from pcann.data.demo import DEMO_BANNER  # noqa: E402
 from pcann.preprocessing.features import PROTOCOLS  # noqa: E402
-from pcann.study.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE, RUNS_ROOT  # noqa: E402
+from pcann.study.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE  # noqa: E402
 from pcann.study.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
-from pcann.study.plan import MODEL_FILES_TABLE, StudyPlan, features_file  # noqa: E402
+from pcann.study.paths import (  # noqa: E402
+    BENCHMARKS,
+    DEMO_DATA,
+    DEMO_MANIFEST,
+    FIGURES,
+    IMAGES,
+    LOGS,
+    MODEL_FILES_TABLE,
+    PREDICTIONS_ROOT,
+    RESULTS,
+    RUNS_ROOT,
+    RUNS_TABLE,
+    SPLIT,
+    SUMMARY,
+    features_dir,
+    features_file,
+    zscore_file,
+)
+from pcann.study.plan import StudyPlan  # noqa: E402
 from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
@@ -33,7 +50,7 @@ from pcann.study.resources import (  # noqa: E402
     preprocessing_mem_mb,
     preprocessing_runtime,
 )
-from pcann.study.resources import training_mem_mb as training_job_mem_mb  # noqa: E402
+from pcann.study.resources import training_job_mem_mb, training_runtime  # noqa: E402
 from pcann.workflow.study_record import (  # noqa: E402
     check_same_data,
     data_identity,
@@ -46,11 +63,8 @@ from pcann.workflow.study_record import (  # noqa: E402
 )
 from pcann.nn.training import shared_params  # noqa: E402
 
+
 # --- configuration ----------------------------------------------------------------------------
-#: Every output of the workflow goes under this folder; results/study.yaml says what study it holds.
-RESULTS = "results"
-
-
 def stop(error):
     """End the run with the one-line message of an error the user can fix: no traceback frame,
     no job started, nothing written."""
@@ -93,7 +107,7 @@ except PcannError as error:
 USE_DEMO = config["data_dir"] is None
 DATA_LABEL = DEMO_BANNER if USE_DEMO else None
 if USE_DEMO:
-    DATA_DIR = Path("results/demo_data")
+    DATA_DIR = Path(DEMO_DATA)
     IMAGE_SCAN = None
     N_CLASSES = config["demo"]["n_classes"]
     N_TRAIN_FOLDER = N_CLASSES * config["demo"]["n_train_per_class"]
@@ -155,6 +169,8 @@ except PcannError as error:
 #: The training options shared by every run; changing one re-runs every training job.
 TRAINING_PARAMS = shared_params(config["training"])
 RUN_DIR = f"{RUNS_ROOT}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
+#: The folder of one protocol's PCA, as a wildcard pattern.
+FEATURES_DIR = features_dir("{protocol}", "{n_components}")
 
 # Once, from the main process: every job's own process parses this file again.
 if (
@@ -205,7 +221,7 @@ def data_inputs(wildcards):
     """The demo set's manifest; real image folders are followed by their fingerprint (a param of
     the loading), not listed as inputs: 90,000 inputs would slow planning and fill the terminal.
     """
-    return {"demo": "results/demo_data/MANIFEST.sha256"} if USE_DEMO else {}
+    return {"demo": DEMO_MANIFEST} if USE_DEMO else {}
 
 
 def shorter_run_input(wildcards):
@@ -237,19 +253,15 @@ def training_priority(wildcards):
 
 
 def training_runtime_minutes(wildcards):
-    """Scheduler time limit of one training job: three times the estimate, at least 5 min."""
-    own_seconds = PLAN.training_estimate(Setting.from_wildcards(wildcards))[0]
-    return max(5, math.ceil(3 * own_seconds / 60))
+    return training_runtime(
+        PLAN.training_estimate(Setting.from_wildcards(wildcards))[0]
+    )
 
 
 def training_mem_mb(wildcards):
-    """Memory of one training job, from its network and the data's size."""
     setting = Setting.from_wildcards(wildcards)
-    return max(
-        500,
-        training_job_mem_mb(
-            setting.hidden, setting.n_components, N_TRAIN_FOLDER, N_CLASSES
-        ),
+    return training_job_mem_mb(
+        setting.hidden, setting.n_components, N_TRAIN_FOLDER, N_CLASSES
     )
 
 

@@ -3,9 +3,9 @@
 
 rule make_demo_data:
     output:
-        "results/demo_data/MANIFEST.sha256",
+        DEMO_MANIFEST,
     log:
-        "results/logs/make_demo_data.log",
+        f"{LOGS}/make_demo_data.log",
     conda:
         "../envs/pcann.yaml"
     threads: 1
@@ -24,11 +24,11 @@ rule load_images:
     input:
         unpack(data_inputs),
     output:
-        "results/data/images.npz",
+        IMAGES,
     log:
-        "results/logs/load_images.log",
+        f"{LOGS}/load_images.log",
     benchmark:
-        "results/benchmarks/load_images.tsv"
+        f"{BENCHMARKS}/load_images.tsv"
     conda:
         "../envs/pcann.yaml"
     # decoding is most of the loading, and OpenCV decodes on several threads at once
@@ -49,13 +49,13 @@ rule load_images:
 
 rule split_train_val:
     input:
-        "results/data/images.npz",
+        IMAGES,
     output:
-        "results/data/split.npz",
+        SPLIT,
     log:
-        "results/logs/split_train_val.log",
+        f"{LOGS}/split_train_val.log",
     benchmark:
-        "results/benchmarks/split_train_val.tsv"
+        f"{BENCHMARKS}/split_train_val.tsv"
     conda:
         "../envs/pcann.yaml"
     threads: 1
@@ -72,16 +72,16 @@ rule split_train_val:
 
 rule plot_samples:
     input:
-        "results/data/images.npz",
+        IMAGES,
     output:
         report(
-            "results/figures/data/samples.png",
+            f"{FIGURES}/data/samples.png",
             caption="../report/samples.rst",
             category="data",
         ),
-        "results/figures/data/samples.svg",
+        f"{FIGURES}/data/samples.svg",
     log:
-        "results/logs/plot_samples.log",
+        f"{LOGS}/plot_samples.log",
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -7,8 +7,8 @@ rule export_model:
     input:
         weights=f"{RUN_DIR}/weights.npz",
         metrics=f"{RUN_DIR}/metrics.json",
-        transform="results/features/{protocol}/pca{n_components}/transform.npz",
-        images="results/data/images.npz",
+        transform=rules.fit_pca.output.transform,
+        images=IMAGES,
     output:
         f"{RUN_DIR}/model.npz",
     log:
@@ -31,8 +31,8 @@ rule export_model:
 
 rule evaluate_run:
     input:
-        features="results/features/{protocol}/pca{n_components}/features.npz",
-        images="results/data/images.npz",
+        features=rules.fit_pca.output.features,
+        images=IMAGES,
         weights=f"{RUN_DIR}/weights.npz",
         metrics=f"{RUN_DIR}/metrics.json",
         model=f"{RUN_DIR}/model.npz",
@@ -90,7 +90,7 @@ rule model_files_table:
         csv=MODEL_FILES_TABLE["csv"],
         markdown=MODEL_FILES_TABLE["md"],
     log:
-        "results/logs/model_files_table.log",
+        f"{LOGS}/model_files_table.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:

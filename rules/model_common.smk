@@ -15,13 +15,12 @@ def run_label(wildcards):
     return run_name(Setting.from_wildcards(wildcards).run_dir)
 
 
-PREDICTIONS_ROOT = f"{RESULTS}/predictions"
 #: One folder of predictions per classified folder (its name and a hash of its absolute path),
 #: then one per run: classifying another folder never overwrites these.
 PREDICTION_DIR = f"{PREDICTIONS_ROOT}/{{predict_folder}}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
 #: A run as predict_runs names it: <protocol>/pca<n>/<run id> (a results/runs/ prefix is allowed).
 RUN_NAME = re.compile(
-    r"(?:results/runs/)?(?P<protocol>"
+    rf"(?:{re.escape(RUNS_ROOT)}/)?(?P<protocol>"
     + "|".join(map(re.escape, PROTOCOLS))
     + r")/pca(?P<n_components>[1-9][0-9]*)/"
     + RUN_ID_TEMPLATE.format(

@@ -3,14 +3,14 @@
 
 rule standardise:
     input:
-        images="results/data/images.npz",
-        split="results/data/split.npz",
+        images=IMAGES,
+        split=SPLIT,
     output:
-        zscore="results/features/{protocol}/zscore.npz",
+        zscore=zscore_file("{protocol}"),
     log:
-        "results/logs/standardise/{protocol}.log",
+        f"{LOGS}/standardise/{{protocol}}.log",
     benchmark:
-        "results/benchmarks/standardise/{protocol}.tsv"
+        f"{BENCHMARKS}/standardise/{{protocol}}.tsv"
     conda:
         "../envs/pcann.yaml"
     threads: 1
@@ -26,17 +26,17 @@ rule standardise:
 
 rule fit_pca:
     input:
-        images="results/data/images.npz",
-        split="results/data/split.npz",
-        zscore="results/features/{protocol}/zscore.npz",
+        images=IMAGES,
+        split=SPLIT,
+        zscore=rules.standardise.output.zscore,
     output:
-        features="results/features/{protocol}/pca{n_components}/features.npz",
-        spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
-        transform="results/features/{protocol}/pca{n_components}/transform.npz",
+        features=features_file("{protocol}", "{n_components}"),
+        spectrum=f"{FEATURES_DIR}/spectrum.csv",
+        transform=f"{FEATURES_DIR}/transform.npz",
     log:
-        "results/logs/fit_pca/{protocol}-pca{n_components}.log",
+        f"{LOGS}/fit_pca/{{protocol}}-pca{{n_components}}.log",
     benchmark:
-        "results/benchmarks/fit_pca/{protocol}-pca{n_components}.tsv"
+        f"{BENCHMARKS}/fit_pca/{{protocol}}-pca{{n_components}}.tsv"
     conda:
         "../envs/pcann.yaml"
     threads: 1
@@ -57,12 +57,12 @@ rule fit_pca:
 
 rule plot_pca:
     input:
-        features="results/features/{protocol}/pca{n_components}/features.npz",
-        spectrum="results/features/{protocol}/pca{n_components}/spectrum.csv",
+        features=rules.fit_pca.output.features,
+        spectrum=rules.fit_pca.output.spectrum,
     output:
         explained_variance=[
             report(
-                "results/figures/pca/{protocol}-pca{n_components}/explained_variance.png",
+                f"{FIGURES}/pca/{{protocol}}-pca{{n_components}}/explained_variance.png",
                 caption="../report/pca.rst",
                 category="PCA",
                 labels={
@@ -71,11 +71,11 @@ rule plot_pca:
                     "figure": "explained variance",
                 },
             ),
-            "results/figures/pca/{protocol}-pca{n_components}/explained_variance.svg",
+            f"{FIGURES}/pca/{{protocol}}-pca{{n_components}}/explained_variance.svg",
         ],
         projection=[
             report(
-                "results/figures/pca/{protocol}-pca{n_components}/projection.png",
+                f"{FIGURES}/pca/{{protocol}}-pca{{n_components}}/projection.png",
                 caption="../report/pca.rst",
                 category="PCA",
                 labels={
@@ -84,10 +84,10 @@ rule plot_pca:
                     "figure": "projection",
                 },
             ),
-            "results/figures/pca/{protocol}-pca{n_components}/projection.svg",
+            f"{FIGURES}/pca/{{protocol}}-pca{{n_components}}/projection.svg",
         ],
     log:
-        "results/logs/plot_pca/{protocol}-pca{n_components}.log",
+        f"{LOGS}/plot_pca/{{protocol}}-pca{{n_components}}.log",
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -5,9 +5,9 @@ rule collect_metrics:
     input:
         PLAN.metrics_files(),
     output:
-        "results/tables/runs.csv",
+        RUNS_TABLE,
     log:
-        "results/logs/collect_metrics.log",
+        f"{LOGS}/collect_metrics.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -26,7 +26,7 @@ rule compare_runs:
     output:
         PLAN.comparisons_file(),
     log:
-        "results/logs/compare_runs.log",
+        f"{LOGS}/compare_runs.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -43,7 +43,7 @@ rule compare_runs:
 
 rule study_tables:
     input:
-        runs="results/tables/runs.csv",
+        runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
     output:
         csv=PLAN.table_files("csv"),
@@ -66,7 +66,7 @@ rule study_tables:
             labels={"network": "all networks", "content": "table: seed spread"},
         ),
     log:
-        "results/logs/study_tables.log",
+        f"{LOGS}/study_tables.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -84,7 +84,7 @@ rule study_tables:
 
 rule study_figures:
     input:
-        runs="results/tables/runs.csv",
+        runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
         lr_histories=[
             path
@@ -166,7 +166,7 @@ rule study_figures:
             PLAN.seed_spread_files()["figure"][1],
         ],
     log:
-        "results/logs/study_figures.log",
+        f"{LOGS}/study_figures.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -203,7 +203,7 @@ rule study_figures:
 
 rule summary:
     input:
-        runs="results/tables/runs.csv",
+        runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
         tables=PLAN.table_files("md"),
         table_csvs=PLAN.table_files("csv"),
@@ -213,9 +213,9 @@ rule summary:
         figures=rules.study_figures.output,
         evaluation=PLAN.evaluation_summary_files(),
     output:
-        "results/summary.md",
+        SUMMARY,
     log:
-        "results/logs/summary.log",
+        f"{LOGS}/summary.log",
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:

@@ -4,7 +4,7 @@
 rule train:
     input:
         unpack(shorter_run_input),
-        features="results/features/{protocol}/pca{n_components}/features.npz",
+        features=rules.fit_pca.output.features,
     output:
         history=f"{RUN_DIR}/history.csv",
         metrics=f"{RUN_DIR}/metrics.json",
@@ -31,7 +31,7 @@ rule train:
 
 rule plot_run:
     input:
-        features="results/features/{protocol}/pca{n_components}/features.npz",
+        features=rules.fit_pca.output.features,
         history=f"{RUN_DIR}/history.csv",
         weights=f"{RUN_DIR}/weights.npz",
         metrics=f"{RUN_DIR}/metrics.json",

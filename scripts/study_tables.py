@@ -6,7 +6,7 @@ from pcann.io import save_csv, save_text
 from pcann.workflow.rule import run_rule
 from pcann.results.tables import (
     SEED_SPREAD_TITLE,
-    markdown_table,
+    frame_markdown,
     plan_frame,
     read_comparisons,
     seed_spread,
@@ -26,7 +26,7 @@ TABLE_NOTE = (
 
 def write_table(csv, markdown, html, title, summary, display, note=TABLE_NOTE):
     save_csv(csv, summary)
-    save_text(markdown, f"### {title}\n\n{markdown_table(display)}\n_{note}_\n")
+    save_text(markdown, f"### {title}\n\n{frame_markdown(display)}\n_{note}_\n")
     save_text(
         html,
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"

@@ -16,15 +16,14 @@ from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_stud
 
 from pcann import PcannError
 from pcann.workflow.config import ConfigError, check_plan_fits_data
+from pcann.study.resources import estimated_seconds, schedule_estimates
 from pcann.study.grid import (
     PLOT_RUNS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     WILDCARD_PATTERNS,
     Setting,
-    estimated_seconds,
     plot_runs_mode,
     plotted_settings,
-    schedule_estimates,
     shorter_runs,
     study_plan,
     swept_epochs,

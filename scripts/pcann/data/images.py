@@ -84,6 +84,33 @@ class FolderScan:
     first_image: Path | None  # the first image of the first folder, for the image size
 
 
+def class_folders(split_dir: str | os.PathLike) -> tuple[dict[str, list[os.DirEntry]], list[os.DirEntry]]:
+    """The one listing of a split folder: ``({class: its image entries}, skipped)``, classes and
+    images sorted by name; hidden folders, files beside the class folders and non-image files
+    inside them are the skipped entries. Used by planning (:func:`scan_image_folders`) and
+    loading (:func:`scan_split`)."""
+    images: dict[str, list[os.DirEntry]] = {}
+    skipped: list[os.DirEntry] = []
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if entry.is_dir() and not entry.name.startswith("."):
+            images[entry.name] = []
+            for item in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                (images[entry.name] if item.is_file() and is_image_name(item.name) else skipped).append(item)
+        else:
+            skipped.append(entry)
+    return images, skipped
+
+
+def files_under(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder``, any depth, sorted; hidden files and folders left out. The one
+    recursive listing, of the folders new images are classified from."""
+    folder = Path(folder)
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def scan_image_folders(data_dir: str | os.PathLike, folders) -> FolderScan:
     """Count the images of each split folder of ``data_dir`` (the images :func:`scan_split` finds)
     and fingerprint them: adding, removing, replacing or touching one image changes the
@@ -96,22 +123,16 @@ def scan_image_folders(data_dir: str | os.PathLike, folders) -> FolderScan:
     classes: dict[str, set] = {}
     first_image = None
     for folder in folders:
-        split_dir = os.path.join(data_dir, folder)
         count = 0
         classes[folder] = set()
-        for class_entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-            if class_entry.name.startswith(".") or not class_entry.is_dir():
-                continue
-            for item in sorted(os.scandir(class_entry.path), key=lambda e: e.name):
-                if is_image_name(item.name) and item.is_file():
-                    stat = item.stat()
-                    digest.update(
-                        f"{folder}/{class_entry.name}/{item.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-                    )
-                    count += 1
-                    classes[folder].add(class_entry.name)
-                    if first_image is None:
-                        first_image = Path(item.path)
+        for name, items in class_folders(os.path.join(data_dir, folder))[0].items():
+            for item in items:
+                stat = item.stat()
+                digest.update(f"{folder}/{name}/{item.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                count += 1
+                classes[folder].add(name)
+                if first_image is None:
+                    first_image = Path(item.path)
         counts[folder] = count
     return FolderScan(counts, len(classes[folders[0]]) if folders else 0, digest.hexdigest(), first_image)
 
@@ -125,15 +146,9 @@ def scan_split(split_dir: str | os.PathLike) -> tuple[dict[str, list[Path]], lis
     if not split_dir.is_dir():
         what = "is not a folder" if split_dir.exists() else "does not exist"
         raise DataError(f"{split_dir} {what}; expected a folder with one sub-folder per class")
-    images: dict[str, list[Path]] = {}
-    skipped: list[Path] = []
-    for entry in sorted(split_dir.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
-            images[entry.name] = []
-            for item in sorted(entry.iterdir()):
-                (images[entry.name] if item.is_file() and is_image_file(item) else skipped).append(item)
-        else:
-            skipped.append(entry)
+    entries, skipped_entries = class_folders(split_dir)
+    images = {name: [Path(item.path) for item in items] for name, items in entries.items()}
+    skipped = [Path(entry.path) for entry in skipped_entries]
     if not images:
         raise DataError(f"{split_dir} has no class sub-folders; expected <class>/<image> inside it")
     for name, files in images.items():

@@ -53,7 +53,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pcann import PcannError
-from pcann.data.images import IMAGE_SUFFIXES, _describe, is_image_file, read_image
+from pcann.data.images import IMAGE_SUFFIXES, _describe, files_under, is_image_file, read_image
 from pcann.nn.network import logits as network_logits
 from pcann.nn.network import softmax
 from pcann.preprocessing.streaming import PROJECTION_CHUNK_BYTES, chunk_rows
@@ -247,11 +247,7 @@ def find_images(inputs) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            images = sorted(
-                p for p in item.rglob("*")
-                if p.is_file() and is_image_file(p)
-                and not any(part.startswith(".") for part in p.relative_to(item).parts)
-            )
+            images = [p for p in files_under(item) if is_image_file(p)]
             if not images:
                 raise ModelError(
                     f"{item} contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"

@@ -22,7 +22,7 @@ from pcann.results.evaluation import (
     prediction_rows,
     save_rows_csv,
 )
-from pcann.data.images import IMAGE_SUFFIXES, SYSTEM_FILES, is_image_file
+from pcann.data.images import IMAGE_SUFFIXES, SYSTEM_FILES, files_under, is_image_file
 from pcann.io import save_json, save_text
 from pcann.model.model_file import Model, ModelError, find_images, load, true_classes
 
@@ -45,11 +45,7 @@ def list_predict_files(folder: str | os.PathLike, key: str = "folder") -> Predic
         return PredictFiles(folder.parent, find_images(folder), [])
     if not folder.is_dir():
         raise ModelError(f"{key}: {folder} does not exist; expected a folder of images or an image file")
-    files = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.name.lower() not in SYSTEM_FILES
-    )
+    files = [p for p in files_under(folder) if p.name.lower() not in SYSTEM_FILES]
     images = [p for p in files if is_image_file(p)]
     if not images:
         raise ModelError(

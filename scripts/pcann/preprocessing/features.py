@@ -41,6 +41,13 @@ PROTOCOLS = ("study", "train-only")
 SPLITS = ("study", "stratified")
 
 
+def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
+    """``(training, validation)`` sizes of a training folder of ``n`` images: the validation
+    split is ``floor(val_fraction * n)`` images, whichever split method draws them."""
+    n_val = int(np.floor(val_fraction * n))
+    return n - n_val, n_val
+
+
 def split_indices(
     y: np.ndarray, val_fraction: float = 0.2, method: str = "study", seed: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +61,7 @@ def split_indices(
     n = len(y)
     if not 0.0 < val_fraction < 1.0:
         raise PcannError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    n_val = int(np.floor(val_fraction * n))
+    n_val = n - split_sizes(n, val_fraction)[0]
     if n_val < 1 or n_val >= n:
         raise PcannError(
             f"val_fraction={val_fraction} of {n} training images leaves {n_val} for validation "

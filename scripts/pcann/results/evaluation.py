@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from pcann.io import save_text
+from pcann.results.markdown import markdown_table
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -53,17 +54,6 @@ def accuracy(matrix: np.ndarray) -> float:
 def accuracy_text(value) -> str:
     """An accuracy as text: four decimals, or a dash where there is none (a diverged run)."""
     return "—" if value is None else f"{value:.4f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub-flavoured Markdown table; ``|`` in a cell is escaped."""
-    def cell(value) -> str:
-        text = f"{value:.4f}" if isinstance(value, (float, np.floating)) else str(value)
-        return text.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def confusion_rows(matrix: np.ndarray, classes: Sequence[str]) -> tuple[list[str], list[list]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcann.results.markdown import markdown_table
 from pcann.results.stats import ALPHA, accuracy_interval, compare_paired, holm, mean_interval, paired_t
 
 
@@ -235,12 +236,11 @@ def display_table(summary: pd.DataFrame, value_title: str) -> pd.DataFrame:
     return shown
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency such as tabulate)."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+def frame_markdown(frame: pd.DataFrame) -> str:
+    """A table frame as Markdown, every value as its text (the frames hold formatted text)."""
+    return markdown_table(
+        list(map(str, frame.columns)), [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    )
 
 
 def study_tables(

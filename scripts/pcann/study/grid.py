@@ -12,9 +12,9 @@ import itertools
 from dataclasses import asdict, dataclass, replace
 
 from pcann import PcannError
+from pcann.study.paths import RUNS_ROOT
 
 SWEPT_PARAMETERS = ("hidden", "epochs", "lr", "batch_size")
-RUNS_ROOT = "results/runs"
 #: Snakemake wildcard patterns of the run path.
 WILDCARD_PATTERNS = {
     "hidden": r"[1-9][0-9]*(?:-[1-9][0-9]*)*",
@@ -239,51 +239,6 @@ def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
     return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
 
 
-#: Cost model of one training job on one core, fitted to the CPU time of 24 settings (3 and 131
-#: classes, 1,500 and 54,000 samples, batches of 4 to 256, the study's nets) on the Intel Xeon VM
-#: and raised so that the best-fitted setting is estimated about 1.35x its time, then lowered by
-#: 0.85 when the idle VM ran them faster (benchmarks/bench_estimates.py: never below, at most 3x
-#: above; benchmarks/README.md has the history). Seconds per numpy call of an
-#: SGD step (about six per layer), per sample and unit for elementwise work (sigmoids, softmax,
-#: shuffling), and the rates of the matrix products: training products run faster with larger
-#: batches, evaluation ones over the whole set at once.
-STEP_CALL_SECONDS = 1.6e-6
-ELEMENT_SECONDS = 1.07e-9
-TRAIN_FLOPS_PER_BATCH_SAMPLE = 4.6e9
-TRAIN_FLOPS_MAX = 153e9
-EVAL_FLOPS = 27.4e9
-SETUP_SECONDS = 1.0
-
-
-def estimated_seconds(
-    setting: Setting, n_train: int, epochs: int | None = None, n_classes: int = 3, n_val: int | None = None
-) -> float:
-    """Single-core time of ``epochs`` epochs of a setting (default: all of them) on ``n_train``
-    training samples of ``n_classes`` classes, with ``n_val`` validation samples (default a
-    quarter of ``n_train``) scored every epoch, and a second of start-up.
-
-    Per SGD step a fixed cost of numpy calls per layer; per sample the multiply-adds of the
-    forward and backward passes (6 per weight) and the elementwise work of every unit; per
-    scored sample a forward pass (2 per weight) and its elementwise work.
-    """
-    from pcann.nn.sgd import ONE_HOT_CLASSES
-
-    epochs = setting.epochs if epochs is None else epochs
-    n_val = n_train // 4 if n_val is None else n_val
-    sizes = (setting.n_components, *setting.hidden, n_classes)
-    weights = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    # up to ONE_HOT_CLASSES the one-hot labels travel with each sample too (pcann.nn.sgd)
-    units = sum(sizes[1:]) + (n_classes if n_classes <= ONE_HOT_CLASSES else 0)
-    steps = -(-n_train // setting.batch_size)
-    train_rate = min(TRAIN_FLOPS_MAX, TRAIN_FLOPS_PER_BATCH_SAMPLE * setting.batch_size)
-    per_epoch = (
-        steps * STEP_CALL_SECONDS * 6 * (len(sizes) - 1)
-        + n_train * (6 * weights / train_rate + 4 * units * ELEMENT_SECONDS)
-        + (n_train + n_val) * (2 * weights / EVAL_FLOPS + 2 * units * ELEMENT_SECONDS)
-    )
-    return SETUP_SECONDS + epochs * per_epoch
-
-
 def swept_epochs(config: dict) -> set[int]:
     """Every value of the networks' epochs sweeps."""
     return {
@@ -316,26 +271,3 @@ def shorter_runs(settings, epochs_values) -> dict[Setting, Setting]:
         if shorter:
             continued[setting] = replace(setting, epochs=max(shorter))
     return continued
-
-
-def schedule_estimates(
-    settings, continued: dict, n_train: int, n_classes: int = 3, n_val: int | None = None
-) -> dict[Setting, tuple[float, float]]:
-    """``setting -> (own, path)`` estimated seconds: ``own`` is the job's training (the epochs
-    after the run it continues), ``path`` that plus the longest chain of runs that continue it.
-
-    ``path`` is the job's priority: starting the longest chains of work first keeps every core
-    busy to the end (critical-path scheduling), and the head of a chain of continued runs waits
-    for nothing while the whole chain waits for it.
-    """
-    own = {}
-    for setting in settings:
-        start = continued[setting].epochs if setting in continued else 0
-        own[setting] = estimated_seconds(setting, n_train, setting.epochs - start, n_classes, n_val)
-    path = dict(own)
-    # a run's continuations have more epochs: settle the longest first
-    for setting in sorted(own, key=lambda s: s.epochs, reverse=True):
-        if setting in continued:
-            shorter = continued[setting]
-            path[shorter] = max(path[shorter], own[shorter] + path[setting])
-    return {setting: (own[setting], path[setting]) for setting in own}

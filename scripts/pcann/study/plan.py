@@ -10,39 +10,40 @@ plan or a path from the configuration, and renaming a file changes both sides at
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from pcann.study.grid import (
     PlanRow,
     Setting,
-    estimated_seconds,
     plot_runs_mode,
     plotted_settings,
-    schedule_estimates,
     shorter_runs,
     study_plan,
     swept_epochs,
     unique_settings,
 )
+from pcann.preprocessing.features import split_sizes
+from pcann.study.resources import estimated_seconds, schedule_estimates
+from pcann.study.paths import (
+    COMPARISONS_TABLE,
+    FIGURES,
+    MODEL_FILES_TABLE,
+    RUNS_TABLE,
+    SUMMARY,
+    TABLES,
+    features_dir,
+    features_file,
+)
 
 #: Every figure is written twice: PNG for the report and the summary, SVG for print.
 FIGURE_FORMATS = ("png", "svg")
-#: Every evaluated run's reported test accuracy beside its model file's.
-MODEL_FILES_TABLE = {"csv": "results/tables/model_files.csv", "md": "results/tables/model_files.md"}
 #: The comparisons of the headline runs, when the plan has them: table name -> figure title.
 COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
-#: Every sweep value against its baseline, seed by seed, on the shared test images (McNemar).
-COMPARISONS_TABLE = "results/tables/comparisons.csv"
 
 
 def figure_files(stem: str) -> list[str]:
     """The files of one figure: ``stem.png`` and ``stem.svg``."""
     return [f"{stem}.{ext}" for ext in FIGURE_FORMATS]
-
-
-def features_file(protocol: str, n_components: int) -> str:
-    return f"results/features/{protocol}/pca{n_components}/features.npz"
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ class StudyPlan:
             else {}
         )
         # the training split trains, and it is scored with the validation split every epoch
-        n_val = int(math.floor(config["val_fraction"] * n_train_folder))
-        self._sizes = {"n_train": n_train_folder - n_val, "n_val": n_val, "n_classes": n_classes}
+        n_train, n_val = split_sizes(n_train_folder, config["val_fraction"])
+        self._sizes = {"n_train": n_train, "n_val": n_val, "n_classes": n_classes}
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: estimate
@@ -165,15 +166,15 @@ class StudyPlan:
     # --- tables -----------------------------------------------------------------------------
 
     def table_files(self, ext: str) -> list[str]:
-        return [f"results/tables/{name}.{ext}" for name in self.table_names]
+        return [f"{TABLES}/{name}.{ext}" for name in self.table_names]
 
     @staticmethod
     def seed_spread_files() -> dict[str, str | list[str]]:
         """The seed-spread table (``csv``, ``md``, ``html``) and its ``figure`` (PNG, SVG)."""
-        stem = "results/tables/seed_spread"
+        stem = f"{TABLES}/seed_spread"
         return {
             **{ext: f"{stem}.{ext}" for ext in ("csv", "md", "html")},
-            "figure": figure_files("results/figures/seed_spread"),
+            "figure": figure_files(f"{FIGURES}/seed_spread"),
         }
 
     def records(self) -> list[dict]:
@@ -185,7 +186,7 @@ class StudyPlan:
     def sweep_figures(self) -> dict[str, list[str]]:
         """network -> files of its accuracy-by-swept-value figure."""
         return {
-            network: figure_files(f"results/figures/sweeps/{network}_accuracy")
+            network: figure_files(f"{FIGURES}/sweeps/{network}_accuracy")
             for network in self.sweep_networks
         }
 
@@ -202,7 +203,7 @@ class StudyPlan:
             rows = self.lr_sweep(network)
             if rows:
                 figures[network] = {
-                    "files": figure_files(f"results/figures/sweeps/{network}_lr_curves"),
+                    "files": figure_files(f"{FIGURES}/sweeps/{network}_lr_curves"),
                     "seed": rows[0].setting.seed,
                     "histories": {r.value: f"{r.setting.run_dir}/history.csv" for r in rows},
                 }
@@ -214,7 +215,7 @@ class StudyPlan:
             seed_runs.setdefault(row.value, []).append(row.setting.run_dir)
         return [
             HeadlineFigures(
-                row, f"results/figures/headline/{index}_{row.network}", tuple(seed_runs[row.value])
+                row, f"{FIGURES}/headline/{index}_{row.network}", tuple(seed_runs[row.value])
             )
             for index, row in enumerate(self.headline, 1)
         ]
@@ -222,7 +223,7 @@ class StudyPlan:
     def comparison_figures(self) -> dict[str, list[str]]:
         """table name -> files of its comparison figure, for the comparisons the plan has."""
         return {
-            name: figure_files(f"results/figures/{name}")
+            name: figure_files(f"{FIGURES}/{name}")
             for name in COMPARISONS
             if name in self.table_names
         }
@@ -232,7 +233,7 @@ class StudyPlan:
         configured ones)."""
         protocol = protocol or self.protocol
         n_components = n_components or self.n_components
-        prefix = f"results/figures/pca/{protocol}-pca{n_components}"
+        prefix = f"{FIGURES}/pca/{protocol}-pca{n_components}"
         return [
             features_file(protocol, n_components),
             *figure_files(f"{prefix}/explained_variance"),
@@ -240,7 +241,7 @@ class StudyPlan:
         ]
 
     def spectrum_file(self) -> str:
-        return f"results/features/{self.protocol}/pca{self.n_components}/spectrum.csv"
+        return f"{features_dir(self.protocol, self.n_components)}/spectrum.csv"
 
     def outputs(self) -> list[str]:
         """Every file of the finished study: what ``rule all`` asks for.
@@ -257,9 +258,9 @@ class StudyPlan:
         files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
-        files += ["results/tables/runs.csv", COMPARISONS_TABLE, "results/summary.md"]
+        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY]
         spread = self.seed_spread_files()
         files += [spread["csv"], spread["md"], *spread["figure"]]
-        files += figure_files("results/figures/data/samples")
+        files += figure_files(f"{FIGURES}/data/samples")
         return files
 

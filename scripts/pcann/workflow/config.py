@@ -6,7 +6,6 @@ import errno
 import os
 from pathlib import Path
 
-import numpy as np
 import yaml
 from jsonschema import Draft202012Validator
 
@@ -191,7 +190,9 @@ def check_plan_fits_data(settings, config: dict, n_train_folder: int, n_features
     Runs when the workflow starts, so that an impossible batch size or component count stops
     the study before any job, not after hours of other training runs.
     """
-    n_train = n_train_folder - int(np.floor(config["val_fraction"] * n_train_folder))
+    from pcann.preprocessing.features import split_sizes
+
+    n_train = split_sizes(n_train_folder, config["val_fraction"])[0]
     problems = []
     for batch_size in sorted({s.batch_size for s in settings if s.batch_size > n_train}):
         problems.append(

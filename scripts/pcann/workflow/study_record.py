@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from pcann import PcannError
+from pcann.study.paths import RESULTS
 from pcann.workflow.config import load_config_file
 
 #: The record's file name inside the results folder.
@@ -97,7 +98,7 @@ def _merge_files(config: dict, files, recorded: bool = False) -> dict:
     for path in files:
         if recorded and not Path(path).is_file():
             raise StudyMismatch(
-                f"study file {path}, recorded in results/{RECORD_NAME}, does not exist any more; "
+                f"study file {path}, recorded in {RESULTS}/{RECORD_NAME}, does not exist any more; "
                 "expected it back, or give the study again with --configfile FILE"
             )
         config = merge_study(config, load_config_file(path))
@@ -150,7 +151,7 @@ def data_differences(recorded: dict, current: dict) -> list[str]:
     return differences
 
 
-def check_same_data(record: dict, current: dict, results: str = "results") -> None:
+def check_same_data(record: dict, current: dict, results: str = RESULTS) -> None:
     """Stop, naming both datasets and the ways on, when ``current`` is not the recorded data."""
     recorded = record["data"]
     differences = data_differences(recorded, current)
