@@ -2,7 +2,7 @@
 
 Each grid is one network whose learning-rate sweep has N - 1 values, so the study has N training
 runs, plus one per-run figure job for each run that gets figures. The grids keep the workflow's
-default `plot_runs` (auto) unless --plot-runs sets it. For scale, a bare Snakefile with the same
+default `per_run_outputs` (auto) unless --plot-runs sets it. For scale, a bare Snakefile with the same
 number of trivial jobs is planned too, in the same run, and the ratio printed. Times are the
 best of --repeat dry-runs.
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support import copy_workflow  # noqa: E402
 
 
-def grid_config(n_settings: int, plot_runs: str | None = None) -> dict:
+def grid_config(n_settings: int, per_run_outputs: str | None = None) -> dict:
     lrs = [round(1e-4 * (1 + i), 10) for i in range(n_settings)]
     config = {
         "networks": {
@@ -41,8 +41,8 @@ def grid_config(n_settings: int, plot_runs: str | None = None) -> dict:
         "compare_protocols": [],
         "components_sweep": [],
     }
-    if plot_runs is not None:
-        config["plot_runs"] = plot_runs
+    if per_run_outputs is not None:
+        config["per_run_outputs"] = per_run_outputs
     return config
 
 
@@ -86,7 +86,7 @@ def main() -> None:
         (bare / "Snakefile").write_text(BARE_SNAKEFILE)
         for n in args.sizes:
             # replaces config.yaml: a --configfile would be merged into the shipped study
-            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.plot_runs)))
+            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.per_run_outputs)))
             elapsed, jobs = timed(dry_run, work)
             ours = [elapsed]
             # the bare workflow's own `all` job makes the totals equal

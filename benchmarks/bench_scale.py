@@ -180,7 +180,7 @@ def _small_study(work: Path, root: Path, config: dict, cores: int, epochs: int) 
 
     baseline = dict(config["networks"]["two_layer"]["baseline"], epochs=epochs)
     config = dict(config, networks={"two_layer": {"baseline": baseline, "sweep": {"lr": [0.01]}}},
-                  headline=[{"network": "two_layer"}], seeds=[1], plot_runs="all")
+                  headline=[{"network": "two_layer"}], seeds=[1], per_run_outputs="all")
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     started = time.perf_counter()
     done = snakemake(work, "--cores", str(cores), "--config", f"data_dir={root}")

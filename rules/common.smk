@@ -21,7 +21,7 @@ from pcann.workflow.config import (  # noqa: E402
 from pcann.data.images import read_image, scan_image_folders  # noqa: E402
 from pcann.data.demo import DEMO_BANNER  # noqa: E402
 from pcann.preprocessing.features import PROTOCOLS  # noqa: E402
-from pcann.study.grid import PLOT_RUNS_AUTO_LIMIT, RUN_ID_TEMPLATE  # noqa: E402
+from pcann.study.grid import PER_RUN_OUTPUTS_AUTO_LIMIT, RUN_ID_TEMPLATE  # noqa: E402
 from pcann.study.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
 from pcann.study.paths import (  # noqa: E402
     BENCHMARKS,
@@ -54,6 +54,7 @@ from pcann.study.resources import training_job_mem_mb, training_runtime  # noqa:
 from pcann.workflow.study_record import (  # noqa: E402
     check_same_data,
     data_identity,
+    deprecation_notices,
     describe_data,
     folder_key,
     read_record,
@@ -86,6 +87,12 @@ try:
     )
     config.clear()
     config.update(_resolved)
+    if workflow.is_main_process:
+        for _notice in deprecation_notices(
+            [workflow.config_settings.config]
+            + [load_config_file(path) for path in STUDY_FILES]
+        ):
+            logger.warning(_notice)
 
     CONFIG_SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
     # Our check first, for one readable line per problem; then Snakemake's, which fills defaults.
@@ -175,13 +182,13 @@ FEATURES_DIR = features_dir("{protocol}", "{n_components}")
 # Once, from the main process: every job's own process parses this file again.
 if (
     workflow.is_main_process
-    and config["plot_runs"] == "auto"
-    and PLAN.plot_runs == "headline"
+    and config["per_run_outputs"] == "auto"
+    and PLAN.per_run_outputs == "headline"
 ):
     logger.warning(
-        f"plot_runs: auto: {len(PLAN.settings)} training runs, more than {PLOT_RUNS_AUTO_LIMIT}: "
+        f"per_run_outputs: auto: {len(PLAN.settings)} training runs, more than {PER_RUN_OUTPUTS_AUTO_LIMIT}: "
         "per-run curves and decision regions are drawn for the headline runs only "
-        f"({len(PLAN.plotted)} of {len(PLAN.settings)}); plot_runs: all draws them for every run"
+        f"({len(PLAN.plotted)} of {len(PLAN.settings)}); per_run_outputs: all draws them for every run"
     )
 
 

@@ -18,11 +18,11 @@ from pcann import PcannError
 from pcann.workflow.config import ConfigError, check_plan_fits_data
 from pcann.study.resources import estimated_seconds, schedule_estimates
 from pcann.study.grid import (
-    PLOT_RUNS_AUTO_LIMIT,
+    PER_RUN_OUTPUTS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     WILDCARD_PATTERNS,
     Setting,
-    plot_runs_mode,
+    per_run_outputs_mode,
     plotted_settings,
     shorter_runs,
     study_plan,
@@ -100,14 +100,14 @@ def test_run_folder_names_round_trip_and_canonicalise_learning_rates():
 
 
 def test_plot_runs_auto_draws_every_run_up_to_the_limit_and_the_headline_runs_beyond():
-    assert plot_runs_mode("auto", PLOT_RUNS_AUTO_LIMIT) == "all"
-    assert plot_runs_mode("auto", PLOT_RUNS_AUTO_LIMIT + 1) == "headline"
-    assert plot_runs_mode("all", 10 * PLOT_RUNS_AUTO_LIMIT) == "all"
-    assert plot_runs_mode("headline", 1) == "headline"
+    assert per_run_outputs_mode("auto", PER_RUN_OUTPUTS_AUTO_LIMIT) == "all"
+    assert per_run_outputs_mode("auto", PER_RUN_OUTPUTS_AUTO_LIMIT + 1) == "headline"
+    assert per_run_outputs_mode("all", 10 * PER_RUN_OUTPUTS_AUTO_LIMIT) == "all"
+    assert per_run_outputs_mode("headline", 1) == "headline"
     # the limit is documented where the option is
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    assert f"up to {PLOT_RUNS_AUTO_LIMIT} " in schema["properties"]["plot_runs"]["description"]
-    assert f"up to {PLOT_RUNS_AUTO_LIMIT} " in (REPO / "config.yaml").read_text()
+    assert f"up to {PER_RUN_OUTPUTS_AUTO_LIMIT} " in schema["properties"]["per_run_outputs"]["description"]
+    assert f"up to {PER_RUN_OUTPUTS_AUTO_LIMIT} " in (REPO / "config.yaml").read_text()
 
 
 def test_headline_figures_are_the_headline_runs_and_their_repeats_not_the_factorial_grid():
@@ -373,7 +373,7 @@ def test_a_continued_run_has_the_files_of_a_run_from_the_start(finished_study, t
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("n_runs", [PLOT_RUNS_AUTO_LIMIT, PLOT_RUNS_AUTO_LIMIT + 1])
+@pytest.mark.parametrize("n_runs", [PER_RUN_OUTPUTS_AUTO_LIMIT, PER_RUN_OUTPUTS_AUTO_LIMIT + 1])
 def test_plot_runs_auto_plans_every_runs_figures_up_to_the_limit_and_says_when_it_stops(tmp_path, n_runs):
     lrs = [round(1e-3 * (1 + i), 6) for i in range(n_runs)]
     config = tiny_study_config(
@@ -382,10 +382,10 @@ def test_plot_runs_auto_plans_every_runs_figures_up_to_the_limit_and_says_when_i
         headline=[{"network": "net"}], compare_protocols=[], components_sweep=[],
     )
     jobs, output = dry_run(copy_workflow(tmp_path, config), config)
-    beyond = n_runs > PLOT_RUNS_AUTO_LIMIT
+    beyond = n_runs > PER_RUN_OUTPUTS_AUTO_LIMIT
     assert jobs["train"] == n_runs
     assert jobs["plot_run"] == (1 if beyond else n_runs)
-    message = f"plot_runs: auto: {n_runs} training runs, more than {PLOT_RUNS_AUTO_LIMIT}: "
+    message = f"per_run_outputs: auto: {n_runs} training runs, more than {PER_RUN_OUTPUTS_AUTO_LIMIT}: "
     assert (message in output) == beyond, output[-2000:]
 
 

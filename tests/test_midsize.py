@@ -49,7 +49,7 @@ CONFIG = {
     "seeds": [1],
     "compare_protocols": list(PROTOCOLS),
     "components_sweep": [],
-    "plot_runs": "all",
+    "per_run_outputs": "all",
 }
 #: Largest difference between the streamed and the exact projections (train, validation and
 #: test, up to each axis's sign), relative to the largest exact projection: the accuracy the

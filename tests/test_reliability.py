@@ -529,7 +529,7 @@ def kill_config(data: Path) -> dict:
         },
         headline=[],
         components_sweep=[],
-        plot_runs="headline",  # no per-run figures: fewer jobs around the one that matters
+        per_run_outputs="headline",  # no per-run figures: fewer jobs around the one that matters
         training={"eval_every": 100},
     )
 

@@ -49,7 +49,7 @@ TEST_CONFIG = {
     "seeds": [1],
     "compare_protocols": ["study"],
     "components_sweep": [],
-    "plot_runs": "headline",
+    "per_run_outputs": "headline",
 }
 
 #: The comparison runs stop after these rules (snakemake --until): everything the compared files

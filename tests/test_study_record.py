@@ -82,6 +82,17 @@ def test_a_recorded_study_file_that_is_gone_is_named(tmp_path):
         resolve_config(SHIPPED, [], {}, record)
 
 
+def test_the_old_name_of_a_renamed_key_still_works_with_a_notice(tmp_path):
+    from pcann.workflow.study_record import deprecation_notices
+
+    study = _write(tmp_path / "old.yaml", {"plot_runs": "all"})
+    config, _, _ = resolve_config({**SHIPPED, "per_run_outputs": "auto"}, [study], {}, None)
+    assert config["per_run_outputs"] == "all" and "plot_runs" not in config
+    assert deprecation_notices([{"plot_runs": "all"}, {}]) == [
+        "config key plot_runs is now called per_run_outputs; the old name still works for now: "
+        "rename it in your study file or command"]
+
+
 def test_true_and_false_on_the_command_line_are_booleans():
     config, _, _ = resolve_config(SHIPPED, [], {"predict_strict": "true", "full_factorial": "false"}, None)
     assert config["predict_strict"] is True and config["full_factorial"] is False

@@ -24,10 +24,10 @@ WILDCARD_PATTERNS = {
     "seed": r"[0-9]+",
 }
 RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_seed={seed}"
-#: ``plot_runs: auto`` draws every run's figures for studies of up to this many training runs,
+#: ``per_run_outputs: auto`` draws every run's figures for studies of up to this many training runs,
 #: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
 #: time grows with the number of jobs (benchmarks/README.md, "Planning time").
-PLOT_RUNS_AUTO_LIMIT = 250
+PER_RUN_OUTPUTS_AUTO_LIMIT = 250
 #: Plan rows whose runs are headline runs: the runs themselves and their protocol and
 #: component-count repeats.
 HEADLINE_STUDIES = ("headline", "protocols", "components")
@@ -225,11 +225,11 @@ def unique_settings(rows: list[PlanRow]) -> list[Setting]:
     return list(dict.fromkeys(row.setting for row in rows))
 
 
-def plot_runs_mode(plot_runs: str, n_runs: int) -> str:
-    """What ``plot_runs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
-    if plot_runs == "auto":
-        return "all" if n_runs <= PLOT_RUNS_AUTO_LIMIT else "headline"
-    return plot_runs
+def per_run_outputs_mode(per_run_outputs: str, n_runs: int) -> str:
+    """What ``per_run_outputs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
+    if per_run_outputs == "auto":
+        return "all" if n_runs <= PER_RUN_OUTPUTS_AUTO_LIMIT else "headline"
+    return per_run_outputs
 
 
 def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pcann.study.grid import (
     PlanRow,
     Setting,
-    plot_runs_mode,
+    per_run_outputs_mode,
     plotted_settings,
     shorter_runs,
     study_plan,
@@ -77,9 +77,9 @@ class StudyPlan:
         self.n_components = config["n_components"]
         self.rows: list[PlanRow] = study_plan(config)
         self.settings: list[Setting] = unique_settings(self.rows)
-        self.plot_runs = plot_runs_mode(config["plot_runs"], len(self.settings))
+        self.per_run_outputs = per_run_outputs_mode(config["per_run_outputs"], len(self.settings))
         #: The runs that get per-run figures, a model file and a test-set evaluation.
-        self.plotted: list[Setting] = plotted_settings(self.rows, self.plot_runs)
+        self.plotted: list[Setting] = plotted_settings(self.rows, self.per_run_outputs)
         #: run -> the shorter run it continues (epochs sweeps; see :func:`pcann.study.grid.shorter_runs`)
         self.continued: dict[Setting, Setting] = (
             shorter_runs(self.settings, swept_epochs(config))

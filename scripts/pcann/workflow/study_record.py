@@ -34,6 +34,8 @@ PER_COMMAND_KEYS = ("predict_dir", "predict_runs", "predict_strict", "replace_re
 #: Config keys whose values replace the shipped ones as a whole when a study file or --config
 #: gives them, instead of being merged key by key: a study file lists the networks it wants.
 REPLACED_KEYS = ("networks",)
+#: Config keys renamed since: the old name is still read, with a notice (old -> new).
+RENAMED_KEYS = {"plot_runs": "per_run_outputs"}
 #: Recorded fields that identify the data; any difference stops the run.
 DATA_FIELDS = ("folder", "train_folder", "test_folder", "read_mode", "demo", "fingerprint")
 
@@ -46,12 +48,24 @@ def merge_study(base: dict, given: dict) -> dict:
     """``base`` updated with ``given``: mappings merge key by key (``demo``, ``training``), except
     :data:`REPLACED_KEYS`, which ``given`` replaces whole; everything else is replaced."""
     merged = dict(base)
-    for key, value in given.items():
+    for key, value in renamed(given).items():
         if key not in REPLACED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merge_study(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def renamed(config: dict) -> dict:
+    """``config`` with every renamed key under its new name (:data:`RENAMED_KEYS`)."""
+    return {RENAMED_KEYS.get(key, key): value for key, value in config.items()}
+
+
+def deprecation_notices(layers) -> list[str]:
+    """One line for each renamed key that a study file or --config value still uses."""
+    used = sorted({key for layer in layers for key in layer if key in RENAMED_KEYS})
+    return [f"config key {key} is now called {RENAMED_KEYS[key]}; the old name still works "
+            "for now: rename it in your study file or command" for key in used]
 
 
 def read_record(results: str | os.PathLike) -> dict | None:
