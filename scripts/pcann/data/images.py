@@ -191,6 +191,26 @@ def _is_truncated_png(path: Path, raw: np.ndarray) -> bool:
     return path.suffix.lower() == ".png" and raw[-12:].tobytes()[4:8] != b"IEND"
 
 
+def _label_order(split_dir: Path, found: dict, classes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The classes of a split folder in label order: its own (at least 2), or the training
+    folder's ``classes``, of which it may lack some but add none."""
+    if classes is None:
+        classes = tuple(found)
+        if len(classes) < 2:
+            raise DataError(
+                f"{split_dir} has {len(classes)} class folder ({', '.join(classes)}); "
+                "a classifier needs at least 2 classes"
+            )
+        return classes
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{split_dir} has class folder(s) {', '.join(unknown)} that the training folder "
+            f"does not have (training classes: {', '.join(classes)})"
+        )
+    return tuple(classes)
+
+
 def load_split(
     split_dir: str | os.PathLike,
     mode: str = "color",
@@ -206,20 +226,7 @@ def load_split(
     _cv2_flag(mode)  # validate the mode before touching any file
     split_dir = Path(split_dir)
     found, _ = scan_split(split_dir)
-    if classes is None:
-        classes = tuple(found)
-        if len(classes) < 2:
-            raise DataError(
-                f"{split_dir} has {len(classes)} class folder ({', '.join(classes)}); "
-                "a classifier needs at least 2 classes"
-            )
-    else:
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise DataError(
-                f"{split_dir} has class folder(s) {', '.join(unknown)} that the training folder "
-                f"does not have (training classes: {', '.join(classes)})"
-            )
+    classes = _label_order(split_dir, found, classes)
     files = [path for name in classes for path in found.get(name, [])]
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(found.get(n, [])) for n in classes])
     first = read_image(files[0], mode)

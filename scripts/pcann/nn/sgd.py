@@ -516,6 +516,17 @@ class SGDTrainer:
         ops.append(partial(np.add, self.small_theta, self.small_updates, self.small_theta))
         return ops
 
+    def _compile(self, X, y):
+        """The epoch's batches, one tape of operations per batch, and the output layers (which
+        hold the learning rate), all over buffers allocated once for the whole run."""
+        batches = _ShuffledBatches(X, y, self.n_classes, self.batch_size, self.dtype)
+        tapes, outputs = [], []
+        for batch_size, blocks in batches.sizes():
+            buffers = _BatchBuffers(self.products, batch_size, self.dtype, self.exp)
+            outputs.append(buffers.output)
+            tapes += [self.tape(buffers, x, y_scaled) for x, y_scaled in blocks]
+        return batches, tapes, outputs
+
     def train(
         self,
         X,
@@ -540,12 +551,7 @@ class SGDTrainer:
         trainer's weights and ``rng`` must then be where that run left them.
         """
         dt, m = self.dtype, X.shape[1]
-        batches = _ShuffledBatches(X, y, self.n_classes, self.batch_size, dt)
-        tapes, outputs = [], []  # one tape per batch; the output layers hold the learning rate
-        for batch_size, blocks in batches.sizes():
-            buffers = _BatchBuffers(self.products, batch_size, dt, self.exp)
-            outputs.append(buffers.output)
-            tapes += [self.tape(buffers, x, y_scaled) for x, y_scaled in blocks]
+        batches, tapes, outputs = self._compile(X, y)
         if X_val is not None and X_val.shape[1] > 0:
             X, y = np.concatenate([X, X_val], axis=1), np.concatenate([y, y_val])
         scorer = _Scorer(self.products, X, y, m, dt, self.exp)

@@ -202,6 +202,9 @@ def principal_components(
     ``n_axes`` (default ``k``): only the leading ``n_axes`` axes are wanted as axes; the others
     only for their variances (an explained-variance spectrum), which a Ritz value has to about
     the square of its vector's residual, so their residuals need only reach ``sqrt(tol)``.
+
+    Kept in one piece (about 50 lines of code): the basis, its products and the precision switch
+    are state shared by every pass, and the loop reads as the algorithm's steps in order.
     """
     n_samples, n_features = len(data.rows), data.X.shape[1]
     size = min(block_size(k), n_samples, n_features)
