@@ -235,8 +235,8 @@ def shorter_run_input(wildcards):
     """The weights of the shorter run this one continues, if any. Not `ancient`: Snakemake then
     skips a job whose params changed when the producer of such an input re-runs too (a changed
     shared training option left the continuing runs stale; tests/test_grid.py)."""
-    shorter = PLAN.shorter_run.get(Setting.from_wildcards(wildcards).run_dir)
-    return {"shorter_run": f"{shorter}/weights.npz"} if shorter else {}
+    shorter = PLAN.continued_run(Setting.from_wildcards(wildcards))
+    return {"shorter_run": f"{shorter.run_dir}/weights.npz"} if shorter else {}
 
 
 #: Priority of the aggregation jobs (tables, study figures, summary), above the per-run figure
@@ -270,6 +270,32 @@ def training_mem_mb(wildcards):
     return training_job_mem_mb(
         setting.hidden, setting.n_components, N_TRAIN_FOLDER, N_CLASSES
     )
+
+
+# Snakemake's report() under another name: in plain code at the start of a line, the word
+# `report` reads to Snakemake's parser as its `report:` directive.
+from snakemake.io import report as for_report  # noqa: E402
+
+
+def reported_figures(figures, caption, category, labels):
+    """The figures' PNGs marked for the report (``figures``: label -> (png, svg); ``labels``
+    makes a figure's report labels from its label), then their SVGs."""
+    return [
+        for_report(png, caption=caption, category=category, labels=labels(label))
+        for label, (png, svg) in figures.items()
+    ] + [svg for png, svg in figures.values()]
+
+
+def headline_figure_files():
+    """label -> (png, svg) of every headline run's curves and decision regions."""
+    return {
+        (Path(figures.stem).name, kind): files
+        for figures in PLAN.headline_figures()
+        for kind, files in (
+            ("curves", figures.curves),
+            ("decision regions", figures.regions),
+        )
+    }
 
 
 def report_category(table_name):

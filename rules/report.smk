@@ -96,75 +96,47 @@ rule study_figures:
             for figures in PLAN.headline_figures()
             for name in ("history.csv", "weights.npz", "metrics.json")
         ],
-        features=sorted(
-            {
-                features_file(
-                    figures.row.setting.protocol, figures.row.setting.n_components
-                )
-                for figures in PLAN.headline_figures()
-            }
-        ),
+        features=sorted({record["features"] for record in PLAN.headline_records()}),
     output:
-        sweeps=[
-            report(
-                png,
-                caption="../report/sweep_accuracy.rst",
-                category="sweeps",
-                labels={"network": network, "content": "figure: accuracy by value"},
-            )
-            for network, (png, svg) in PLAN.sweep_figures().items()
-        ]
-        + [svg for png, svg in PLAN.sweep_figures().values()],
-        lr=[
-            report(
-                figure["files"][0],
-                caption="../report/lr_curves.rst",
-                category="sweeps",
-                labels={"network": network, "content": "figure: learning-rate curves"},
-            )
-            for network, figure in PLAN.lr_figures().items()
-        ]
-        + [figure["files"][1] for figure in PLAN.lr_figures().values()],
-        headline=[
-            report(
-                png,
-                caption="../report/headline.rst",
-                category="runs",
-                labels={
-                    "network": Path(figures.stem).name,
-                    "content": f"figure: {kind.replace('_', ' ')}",
-                },
-            )
-            for figures in PLAN.headline_figures()
-            for kind, (png, svg) in (
-                ("curves", figures.curves),
-                ("decision_regions", figures.regions),
-            )
-        ]
-        + [
-            svg
-            for figures in PLAN.headline_figures()
-            for png, svg in (figures.curves, figures.regions)
-        ],
-        comparisons=[
-            report(
-                png,
-                caption="../report/comparison.rst",
-                category="runs",
-                labels={"network": "headline runs", "content": f"figure: {name}"},
-            )
-            for name, (png, svg) in PLAN.comparison_figures().items()
-        ]
-        + [svg for png, svg in PLAN.comparison_figures().values()],
-        seed_spread=[
-            report(
-                PLAN.seed_spread_files()["figure"][0],
-                caption="../report/seed_spread_figure.rst",
-                category="sweeps",
-                labels={"network": "all networks", "content": "figure: seed spread"},
-            ),
-            PLAN.seed_spread_files()["figure"][1],
-        ],
+        sweeps=reported_figures(
+            PLAN.sweep_figures(),
+            "../report/sweep_accuracy.rst",
+            "sweeps",
+            lambda network: {
+                "network": network,
+                "content": "figure: accuracy by value",
+            },
+        ),
+        lr=reported_figures(
+            {
+                network: figure["files"]
+                for network, figure in PLAN.lr_figures().items()
+            },
+            "../report/lr_curves.rst",
+            "sweeps",
+            lambda network: {
+                "network": network,
+                "content": "figure: learning-rate curves",
+            },
+        ),
+        headline=reported_figures(
+            headline_figure_files(),
+            "../report/headline.rst",
+            "runs",
+            lambda label: {"network": label[0], "content": f"figure: {label[1]}"},
+        ),
+        comparisons=reported_figures(
+            PLAN.comparison_figures(),
+            "../report/comparison.rst",
+            "runs",
+            lambda name: {"network": "headline runs", "content": f"figure: {name}"},
+        ),
+        seed_spread=reported_figures(
+            {"seed spread": PLAN.seed_spread_files()["figure"]},
+            "../report/seed_spread_figure.rst",
+            "sweeps",
+            lambda name: {"network": "all networks", "content": f"figure: {name}"},
+        ),
     log:
         f"{LOGS}/study_figures.log",
     priority: AGGREGATION_PRIORITY
@@ -179,20 +151,7 @@ rule study_figures:
         plan=PLAN.records(),
         sweep_figures=PLAN.sweep_figures(),
         lr_figures=PLAN.lr_figures(),
-        headline_figures=[
-            {
-                "title": figures.row.value,
-                "network": figures.row.network,
-                "run_dir": figures.row.setting.run_dir,
-                "features": features_file(
-                    figures.row.setting.protocol, figures.row.setting.n_components
-                ),
-                "curves": figures.curves,
-                "regions": figures.regions,
-                "seed_histories": [f"{run}/history.csv" for run in figures.seed_runs],
-            }
-            for figures in PLAN.headline_figures()
-        ],
+        headline_figures=PLAN.headline_records(),
         comparison_figures=PLAN.comparison_figures(),
         seed_spread_figure=PLAN.seed_spread_files()["figure"],
         plot_training_points=config["training"]["plot_training_points"],

@@ -94,9 +94,6 @@ class StudyPlan:
             run.run_dir: estimate
             for run, estimate in schedule_estimates(self.settings, self.continued, **self._sizes).items()
         }
-        self.shorter_run: dict[str, str] = {
-            run.run_dir: shorter.run_dir for run, shorter in self.continued.items()
-        }
         self.headline: list[PlanRow] = [row for row in self.rows if row.study == "headline"]
         self.table_names: list[str] = list(
             dict.fromkeys(
@@ -113,6 +110,10 @@ class StudyPlan:
         ]
 
     # --- training runs ----------------------------------------------------------------------
+
+    def continued_run(self, setting: Setting) -> Setting | None:
+        """The shorter run whose saved weights ``setting`` continues, if any."""
+        return self.continued.get(setting)
 
     def training_estimate(self, setting: Setting) -> tuple[float, float]:
         """(own, critical path) estimated seconds of a training job; a run outside the plan
@@ -218,6 +219,21 @@ class StudyPlan:
                 row, f"{FIGURES}/headline/{index}_{row.network}", tuple(seed_runs[row.value])
             )
             for index, row in enumerate(self.headline, 1)
+        ]
+
+    def headline_records(self) -> list[dict]:
+        """What the study_figures script needs of each headline run's figures."""
+        return [
+            {
+                "title": figures.row.value,
+                "network": figures.row.network,
+                "run_dir": figures.row.setting.run_dir,
+                "features": features_file(figures.row.setting.protocol, figures.row.setting.n_components),
+                "curves": figures.curves,
+                "regions": figures.regions,
+                "seed_histories": [f"{run}/history.csv" for run in figures.seed_runs],
+            }
+            for figures in self.headline_figures()
         ]
 
     def comparison_figures(self) -> dict[str, list[str]]:
