@@ -50,7 +50,7 @@ def shipped_config():
 
 def test_shipped_study_has_the_studys_sweeps_with_shared_baselines():
     rows = study_plan(shipped_config())
-    sweeps = [r for r in rows if r.study == "sweep"]
+    sweeps = [r for r in rows if r.table == "sweep"]
     per_table = Counter((r.network, r.parameter) for r in sweeps)
     # each table: the swept values plus the baseline value
     assert per_table == {
@@ -65,7 +65,7 @@ def test_shipped_study_has_the_studys_sweeps_with_shared_baselines():
 
 
 def test_headline_runs_are_the_studys():
-    rows = [r for r in study_plan(shipped_config()) if r.study == "headline"]
+    rows = [r for r in study_plan(shipped_config()) if r.table == "headline"]
     assert [r.setting for r in rows] == [
         Setting("study", 2, (256,), 1000, 0.005, 16, 1),
         Setting("study", 2, (256, 512), 1000, 0.01, 16, 1),
@@ -74,9 +74,9 @@ def test_headline_runs_are_the_studys():
 
 def test_protocol_and_component_comparisons_reuse_the_headline_runs():
     rows = study_plan(shipped_config())
-    protocols = [r.setting for r in rows if r.study == "protocols"]
+    protocols = [r.setting for r in rows if r.table == "protocols"]
     assert {s.protocol for s in protocols} == {"study", "train-only"}
-    components = {s.n_components for r in rows if r.study == "components" for s in [r.setting]}
+    components = {s.n_components for r in rows if r.table == "components" for s in [r.setting]}
     assert components == {2, 3, 5, 10, 50}
     assert len(unique_settings(rows)) == 42 + 2 + 2 * 4
 
@@ -86,7 +86,7 @@ def test_seeds_multiply_runs_and_factorial_grid_is_the_product():
     config.update(seeds=[1, 2, 3], headline=[], compare_protocols=[], components_sweep=[])
     assert len(unique_settings(study_plan(config))) == 3 * 42
     config.update(seeds=[1], full_factorial=True)
-    factorial = [r for r in study_plan(config) if r.study == "factorial"]
+    factorial = [r for r in study_plan(config) if r.table == "factorial"]
     assert len(factorial) == 2 * (6 * 7 * 6 * 5)
 
 
@@ -115,7 +115,7 @@ def test_headline_figures_are_the_headline_runs_and_their_repeats_not_the_factor
     config.update(full_factorial=True)
     rows = study_plan(config)
     plotted = plotted_settings(rows, "headline")
-    repeats = {r.setting for r in rows if r.study in ("headline", "protocols", "components")}
+    repeats = {r.setting for r in rows if r.table in ("headline", "protocols", "components")}
     # per headline run: itself, its train-only repeat and 4 more component counts
     assert set(plotted) == repeats and len(plotted) == 2 * (1 + 1 + 4)
     assert plotted_settings(rows, "all") == unique_settings(rows)

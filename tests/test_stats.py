@@ -132,10 +132,10 @@ def _plan(seeds):
     rows = []
     for seed in seeds:
         for value, is_baseline in (("0.01", False), ("0.05", True), ("0.1", False)):
-            rows.append({"study": "sweep", "network": "net", "parameter": "lr", "value": value,
+            rows.append({"table": "sweep", "network": "net", "parameter": "lr", "value": value,
                          "is_baseline": is_baseline, "run_dir": f"runs/lr={value}_seed={seed}",
                          "seed": seed})
-        rows.append({"study": "headline", "network": "net", "parameter": "run", "value": "net",
+        rows.append({"table": "headline", "network": "net", "parameter": "run", "value": "net",
                      "is_baseline": False, "run_dir": f"runs/lr=0.05_seed={seed}", "seed": seed})
     frame = pd.DataFrame(rows)
     frame["order"] = np.arange(len(frame))
@@ -222,7 +222,7 @@ def test_seed_spread_lists_a_headline_run_that_is_its_networks_baseline_once():
     seeds = [1, 2]
     plan = _plan(seeds)  # its headline run "net" is the baseline lr=0.05
     other = pd.DataFrame([
-        {"study": "headline", "network": "net", "parameter": "run", "value": "net lr=0.1",
+        {"table": "headline", "network": "net", "parameter": "run", "value": "net lr=0.1",
          "is_baseline": False, "run_dir": f"runs/lr=0.1_seed={s}", "seed": s} for s in seeds
     ])
     plan = pd.concat([plan, other], ignore_index=True).assign(order=lambda f: np.arange(len(f)))

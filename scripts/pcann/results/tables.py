@@ -40,7 +40,7 @@ def plan_frame(records: list[dict]) -> pd.DataFrame:
     """The study plan's rows (:meth:`pcann.study.plan.StudyPlan.records`) as a frame, in plan order."""
     frame = pd.DataFrame.from_records(records)
     frame["order"] = np.arange(len(frame))
-    return frame[["study", "network", "parameter", "value", "is_baseline", "run_dir", "seed", "order"]]
+    return frame[["table", "network", "parameter", "value", "is_baseline", "run_dir", "seed", "order"]]
 
 
 #: How many images each accuracy was measured on (columns of runs.csv).
@@ -77,10 +77,10 @@ def accuracy_summary(values, counts) -> dict:
             "text": _accuracy_text(mean, sd, low, high, len(values))}
 
 
-def summarise(plan: pd.DataFrame, runs: pd.DataFrame, study: str) -> pd.DataFrame:
-    """Rows of ``study``, one per value, with every accuracy's mean, standard deviation and 95%
+def summarise(plan: pd.DataFrame, runs: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Rows of ``table``, one per value, with every accuracy's mean, standard deviation and 95%
     interval over seeds (see :func:`accuracy_summary`), diverged runs counted."""
-    rows = plan[plan["study"] == study].merge(
+    rows = plan[plan["table"] == table].merge(
         runs.drop(columns=["seed"]), on="run_dir", how="left", validate="many_to_one"
     )
     records = []
@@ -108,7 +108,7 @@ def summarise(plan: pd.DataFrame, runs: pd.DataFrame, study: str) -> pd.DataFram
 def sweep_pairs(plan: pd.DataFrame) -> pd.DataFrame:
     """Every sweep value's run beside its baseline's run of the same seed: ``network,
     parameter, value, seed, run_dir, baseline_run_dir`` (the baseline rows left out)."""
-    sweeps = plan[plan["study"] == "sweep"]
+    sweeps = plan[plan["table"] == "sweep"]
     baselines = sweeps[sweeps["is_baseline"]][["network", "parameter", "seed", "run_dir"]]
     pairs = sweeps[~sweeps["is_baseline"]].merge(
         baselines.rename(columns={"run_dir": "baseline_run_dir"}),
@@ -258,15 +258,15 @@ def study_tables(
             runs,
         )
         tables[f"sweep_{network}_{parameter}"] = (title, part, display_table(part, PARAMETER_TITLES[parameter]))
-    for study, value_title, title in (
+    for name, value_title, title in (
         ("headline", "run", "Headline runs"),
         ("protocols", "run / protocol", "Preprocessing protocols on the headline runs"),
         ("components", "run / components", "PCA components on the headline runs"),
         ("factorial", "setting", "Full-factorial grid"),
     ):
-        part = summarise(plan, runs, study)
+        part = summarise(plan, runs, name)
         if len(part):
-            tables[study] = (title, part, display_table(part, value_title))
+            tables[name] = (title, part, display_table(part, value_title))
     return tables
 
 
@@ -282,7 +282,7 @@ def seed_spread(plan: pd.DataFrame, runs: pd.DataFrame, tables: dict) -> pd.Data
     found (:func:`study_tables`' differences), with how many sweep values differ by more than
     the baseline's seed range and how many significantly (Holm-adjusted p < 0.05)."""
     accuracy = runs.set_index("run_dir")["test_accuracy"]
-    sweeps = plan[plan["study"] == "sweep"]
+    sweeps = plan[plan["table"] == "sweep"]
     effects = {}
     for name, (_, summary, _) in tables.items():
         if name.startswith("sweep_") and "difference" in summary:
@@ -294,7 +294,7 @@ def seed_spread(plan: pd.DataFrame, runs: pd.DataFrame, tables: dict) -> pd.Data
         for network, group in sweeps[sweeps["is_baseline"]].groupby("network", sort=False)
     ] + [
         (value, group["network"].iloc[0], group)
-        for value, group in plan[plan["study"] == "headline"].groupby("value", sort=False)
+        for value, group in plan[plan["table"] == "headline"].groupby("value", sort=False)
     ]
     records, listed = [], set()
     for label, network, group in subjects:

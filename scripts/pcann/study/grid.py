@@ -30,7 +30,7 @@ RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_se
 PER_RUN_OUTPUTS_AUTO_LIMIT = 250
 #: Plan rows whose runs are headline runs: the runs themselves and their protocol and
 #: component-count repeats.
-HEADLINE_STUDIES = ("headline", "protocols", "components")
+HEADLINE_TABLES = ("headline", "protocols", "components")
 
 
 def format_lr(lr: float) -> str:
@@ -91,7 +91,7 @@ class Setting:
 class PlanRow:
     """One line of a results table: a setting, and why the study runs it."""
 
-    study: str  # sweep | headline | protocols | components | factorial
+    table: str  # the table the row is in: sweep | headline | protocols | components | factorial
     network: str  # a key of config["networks"]
     parameter: str  # the varied value: hidden, epochs, lr, batch_size, protocol, n_components, ...
     value: str  # its text as shown in tables
@@ -100,7 +100,7 @@ class PlanRow:
 
     def as_record(self) -> dict:
         return {
-            "study": self.study,
+            "table": self.table,
             "network": self.network,
             "parameter": self.parameter,
             "value": self.value,
@@ -236,7 +236,7 @@ def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
     """The runs that get per-run figures under ``mode`` (``all`` or ``headline``)."""
     if mode == "all":
         return unique_settings(rows)
-    return unique_settings([row for row in rows if row.study in HEADLINE_STUDIES])
+    return unique_settings([row for row in rows if row.table in HEADLINE_TABLES])
 
 
 def swept_epochs(config: dict) -> set[int]:

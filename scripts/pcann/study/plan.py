@@ -94,15 +94,15 @@ class StudyPlan:
             run.run_dir: estimate
             for run, estimate in schedule_estimates(self.settings, self.continued, **self._sizes).items()
         }
-        self.headline: list[PlanRow] = [row for row in self.rows if row.study == "headline"]
+        self.headline: list[PlanRow] = [row for row in self.rows if row.table == "headline"]
         self.table_names: list[str] = list(
             dict.fromkeys(
-                f"sweep_{row.network}_{row.parameter}" if row.study == "sweep" else row.study
+                f"sweep_{row.network}_{row.parameter}" if row.table == "sweep" else row.table
                 for row in self.rows
             )
         )
         self.sweep_networks: list[str] = list(
-            dict.fromkeys(row.network for row in self.rows if row.study == "sweep")
+            dict.fromkeys(row.network for row in self.rows if row.table == "sweep")
         )
         #: The networks whose learning-rate sweep has values of its own (a curves figure each).
         self.lr_swept_networks: list[str] = [
@@ -193,7 +193,7 @@ class StudyPlan:
 
     def lr_sweep(self, network: str) -> list[PlanRow]:
         """The learning-rate sweep's rows of ``network``, first seed only (one curve per value)."""
-        rows = [r for r in self.rows if r.study == "sweep" and r.network == network and r.parameter == "lr"]
+        rows = [r for r in self.rows if r.table == "sweep" and r.network == network and r.parameter == "lr"]
         return [r for r in rows if r.setting.seed == rows[0].setting.seed] if rows else []
 
     def lr_figures(self) -> dict[str, dict]:
