@@ -128,7 +128,7 @@ def test_cpus_over_the_partitions_largest_node_are_refused_with_what_to_change()
 
 
 def test_sbatch_refusal_is_one_line_naming_the_job():
-    group = SimpleNamespace(name="training", is_group=lambda: True)
+    group = SimpleNamespace(groupid="training", name="training_train", is_group=lambda: True)
     message = (  # as snakemake-executor-plugin-slurm 2.8.0 reports a failed sbatch
         "SLURM sbatch failed. The error message was 'sbatch: error: Invalid feature specification\n"
         "sbatch: error: Batch job submission failed: Invalid feature specification'.\n"

@@ -120,8 +120,8 @@ def check_memory_fits_partition(label: str, mem_mb: int, partition: "Partition")
 
 
 def check_cpus_fit_partition(label: str, cpus: int, partition: "Partition"):
-    """Stop before submitting a job that asks for more CPUs than the partition's largest node has
-    (sbatch would refuse it: "Requested node configuration is not available")."""
+    """Stop before submitting a job that asks for more CPUs than the partition's largest node has:
+    Slurm would leave it pending for ever (reason PartitionConfig)."""
     if partition.largest_node_cpus is not None and cpus > partition.largest_node_cpus:
         raise PcannError(
             f"{label}: {cpus} CPUs exceed the largest node of partition {partition.name!r} "
@@ -215,8 +215,9 @@ def member_parallelism(group_cpus: int, member_threads: list[int]) -> int:
 
 
 def job_label(job) -> str:
-    """How errors name a job: its rule, or its group."""
-    return f"group job {job.name}" if job.is_group() else f"job {job.name}"
+    """How errors name a job: its rule, or its group (as `groups:` names it; a group job's name
+    also holds its rules, e.g. training_train)."""
+    return f"group job {job.groupid}" if job.is_group() else f"job {job.name}"
 
 
 def check_submission(executor, job, plugin_command: str):
@@ -234,7 +235,8 @@ def check_submission(executor, job, plugin_command: str):
             check_fits_partition(label, minutes, partition.name, partition.max_minutes)
         if job.resources.get("mem_mb"):
             check_memory_fits_partition(label, job.resources.get("mem_mb"), partition)
-        check_cpus_fit_partition(label, job.threads, partition)
+        # the CPUs the plugin asks for: cpus_per_task if set, else the job's threads
+        check_cpus_fit_partition(label, job.resources.get("cpus_per_task") or job.threads, partition)
     if job.is_group():
         members = list(job.jobs)
         parallelism = member_parallelism(job.threads, [m.threads for m in members])
