@@ -203,3 +203,83 @@ def test_upstream_plugin_reports_errors_at_submission_of_group_jobs():
 
     handler = inspect.getsource(slurm.Executor.run_job).split("except Exception")[-1]
     assert hasattr(GroupJob, "rule") or "job.rule." not in handler
+
+
+class _Recorder:
+    """Stands in for the plugin's executor: what pcann's wrappers report through it."""
+
+    def __init__(self):
+        self.errors, self.reports = [], []
+        self.logger = SimpleNamespace(error=self.errors.append)
+
+    def get_partition_arg(self, job):
+        return ""
+
+    def report_job_error(self, job_info, msg=None, **kwargs):
+        self.reports.append((job_info.job, msg))
+
+
+@pytest.fixture
+def wrapped_plugin(monkeypatch):
+    """The installed plugin's Executor with pcann's wrappers around stand-ins for its own
+    format_job_exec and run_job (restored after the test); no partitions known."""
+    slurm = pytest.importorskip("snakemake_executor_plugin_slurm")
+    import pcann.cluster as cluster
+
+    plugin = SimpleNamespace(command="python -m snakemake --executor slurm-jobstep --jobs 1", run_job=None)
+    monkeypatch.delenv(cluster.PLUGIN_GROUPS_VARIABLE, raising=False)
+    monkeypatch.setattr(cluster, "slurm_partitions", lambda: ({}, None))
+    monkeypatch.setattr(slurm.Executor, "_pcann_group_workaround", False, raising=False)
+    monkeypatch.setattr(slurm.Executor, "format_job_exec", lambda self, job: plugin.command)
+    monkeypatch.setattr(slurm.Executor, "run_job", lambda self, job: plugin.run_job(job))
+    monkeypatch.setattr(slurm.Executor, "report_job_error", slurm.Executor.report_job_error)
+    cluster.run_group_members_side_by_side()
+    return slurm.Executor, plugin
+
+
+def _group_job():
+    member = SimpleNamespace(threads=1, resources={"runtime": 5})
+    return SimpleNamespace(
+        groupid="training", name="training_train", is_group=lambda: True, threads=2,
+        resources={"runtime": 10, "mem_mb": 1000}, jobs=[member, member],
+    )  # fmt: skip
+
+
+def test_a_group_job_the_workaround_cannot_build_is_reported_not_raised(wrapped_plugin):
+    """Issue #28: an error raised in the plugin's submission thread is lost and the run hangs;
+    pcann reports it to the scheduler (report_job_error) with one line instead."""
+    executor, plugin = wrapped_plugin
+    plugin.command = "python -m snakemake --executor slurm-jobstep --jobs 4"  # a newer plugin
+    plugin.run_job = lambda job: pytest.fail("submitted although its command is unknown")
+    recorder, job = _Recorder(), _group_job()
+    executor.run_job(recorder, job)
+    reason = recorder.errors[0]
+    assert reason.startswith("Slurm group job command has no '--executor slurm-jobstep --jobs 1'")
+    assert recorder.reports == [(job, reason)]
+
+
+def test_an_error_escaping_the_plugins_own_handler_is_reported_with_its_cause(wrapped_plugin):
+    """The plugin's handler reads job.rule, which a group job lacks: the AttributeError it
+    raises hides the real error, which is what pcann reports."""
+    executor, plugin = wrapped_plugin
+
+    def plugin_run_job(job):
+        try:
+            raise OSError("sbatch: command not found")
+        except OSError:
+            job.rule  # noqa: B018 - as the plugin's handler does
+    plugin.run_job = plugin_run_job
+    recorder, job = _Recorder(), _group_job()
+    executor.run_job(recorder, job)
+    reason = "group job training: could not be submitted to Slurm: OSError: sbatch: command not found"
+    assert recorder.errors == [reason] and recorder.reports == [(job, reason)]
+
+
+def test_a_job_that_passes_the_checks_is_left_to_the_plugin(wrapped_plugin):
+    executor, plugin = wrapped_plugin
+    submitted = []
+    plugin.run_job = submitted.append
+    recorder, job = _Recorder(), _group_job()
+    executor.run_job(recorder, job)
+    assert submitted == [job] and not recorder.reports and not recorder.errors
+    assert executor.format_job_exec(recorder, job) == "python -m snakemake --cores 2"
