@@ -149,8 +149,8 @@ def _scontrol_records(output: str, key: str) -> list[dict[str, str]]:
 
 
 def _megabytes(text: str | None) -> int | None:
-    """A Slurm memory value as scontrol prints it (MB, or with a K/M/G/T unit), or a CPU count;
-    None for UNLIMITED or anything else."""
+    """A Slurm memory value as scontrol prints it (MB, or with a K/M/G/T unit); None for
+    UNLIMITED or anything else."""
     match = re.fullmatch(r"(\d+)([KMGT]?)", text or "")
     if not match:
         return None
@@ -158,12 +158,15 @@ def _megabytes(text: str | None) -> int | None:
     return int(int(match.group(1)) * scale)
 
 
-def parse_partitions(partitions_output: str, nodes_output: str = "") -> tuple[dict[str, Partition], str | None]:
+def parse_partitions(
+    partitions_output: str, nodes_output: str = ""
+) -> tuple[dict[str, Partition], str | None]:
     """Every partition of `scontrol show partition --oneliner` with its limits, and the name of the
     default one; the largest node of each from `scontrol show node --oneliner`."""
     nodes: dict[str, list[tuple[int | None, int | None]]] = {}
     for node in _scontrol_records(nodes_output, "NodeName"):
-        size = (_megabytes(node.get("RealMemory")), _megabytes(node.get("CPUTot")))
+        cpus = node.get("CPUTot", "")
+        size = (_megabytes(node.get("RealMemory")), int(cpus) if cpus.isdigit() else None)
         for name in node.get("Partitions", "").split(","):
             nodes.setdefault(name, []).append(size)
     partitions, default = {}, None
