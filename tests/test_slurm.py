@@ -202,6 +202,9 @@ class Snakemake:
         killed = " (SIGKILLed by `timeout`: it hung)" if self.returncode in (-9, 137) else ""
         return f"snakemake exited {self.returncode}{killed} after {self.seconds:.0f} s\n{self.output[-12000:]}"
 
+    def __repr__(self) -> str:  # pytest prints an assertion's message object with repr
+        return str(self) if hasattr(self, "output") else f"snakemake running in {self.workdir}"
+
 
 def compared_files(workdir: Path) -> dict[str, bytes]:
     results = workdir / "results"
@@ -401,19 +404,133 @@ def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
     assert runs and all(produced.get(name) == expected[name] for name in runs), run
 
 
-def test_job_over_its_partitions_max_time_stops_before_submission(slurm_cluster, tmp_path):
-    """A time limit the partition does not allow (start-slurm.sh: "short", MaxTime 60 min) stops
-    the job with one line naming it, before sbatch (Slurm would leave it pending for ever)."""
-    run = Snakemake(
-        make_workdir(tmp_path, "too-long"),
-        "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, "--retries", "0",
-        "--set-resources", "make_demo_data:slurm_partition=short", "make_demo_data:runtime=90",
-        timeout=120,
-    ).wait()  # fmt: skip
+# --- errors at submission (issue #28): the run stops with the reason, never hangs ---------------
+
+#: How long a job that is not submitted may keep snakemake running: a retry (the profile's
+#: `retries: 1`) and the shutdown take seconds; a hang is SIGKILLed at the test's timeout.
+STOP_SECONDS = 60
+
+#: A job of its own beside the workflow's, RUNNING while the trainings' group job is submitted.
+NEIGHBOUR_SECONDS = 60
+NEIGHBOUR_SNAKEFILE = f"""include: "Snakefile"
+
+
+rule neighbour:
+    output:
+        "neighbour.txt",
+    resources:
+        runtime=5,
+        mem_mb=100,
+    shell:
+        "sleep {NEIGHBOUR_SECONDS} && touch {{output}}"
+"""
+
+
+def preprocessed_workdir(parent: Path, name: str, until: str) -> Path:
+    """A copy of the workflow with its preprocessing run locally up to rule ``until``."""
+    workdir = make_workdir(parent, name)
+    local = Snakemake(workdir, "--cores", "2", "--until", until, timeout=180).wait()
+    assert local.returncode == 0, local
+    return workdir
+
+
+def jobs_of(run: Snakemake) -> list[dict]:
+    return [j for j in _queue() if j["workdir"] == str(run.workdir)]
+
+
+def assert_stopped_naming(run: Snakemake, reason: str):
+    """The run ended on its own (no SIGKILL), non-zero, with ``reason`` on one line of its own."""
+    assert run.returncode not in (-9, 137), run
     assert run.returncode != 0, run
-    assert "job make_demo_data: time limit 90 min exceeds the MaxTime of partition 'short' (60 min)" in run.output, run
+    lines = [line.strip() for line in run.output.splitlines()]
+    assert any(line.startswith(reason) for line in lines), f"no line starting {reason!r}\n{run}"
+
+
+def test_group_job_over_max_time_stops_the_run_while_another_job_runs(slurm_cluster, tmp_path):
+    """Issue #28, as the shipped profile runs it (retries: 1, no override): the trainings' group
+    job asks for more time than its partition allows, and is ready while another Slurm job runs.
+    Snakemake stops with one line naming the group, lets the running job finish, submits nothing
+    of the group; re-run without the cause, it continues with the group only. Hung for ever
+    (SIGKILLed at the timeout here) when the check raised inside the plugin's submission thread."""
+    workdir = preprocessed_workdir(tmp_path, "group-too-long", until="standardise")
+    (workdir / "Snakefile.neighbour").write_text(NEIGHBOUR_SNAKEFILE)
+    # fit_pca and the neighbour go out first; the group job is ready once fit_pca ends
+    targets = ("-s", "Snakefile.neighbour", "neighbour.txt", "all", "--until", "train", "neighbour")
+    slurm = ("--profile", "profiles/slurm", *SLURM_TEST_FLAGS)
+    # 4 trainings, 2 side by side (--cores 2): 2 rounds of 40 min, over short's MaxTime of 60
+    too_long = ("--set-resources", "train:slurm_partition=short", "train:runtime=40")
+    run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180).wait()
+    print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
+    reason = "group job training: time limit 80 min exceeds the MaxTime of partition 'short' (60 min)"
+    assert_stopped_naming(run, reason)
+    assert "group-components" in run.output, run  # what to change
+    # the group was refused while the neighbour ran; the neighbour then finished and was kept
+    output = run.output
+    assert output.index("rule_neighbour/") < output.index(reason) < output.index("(Rule: neighbour)"), run
+    assert (workdir / "neighbour.txt").exists(), run
+    assert run.seconds < NEIGHBOUR_SECONDS + STOP_SECONDS, run
+    assert not [log for log in submitted_logs(output) if "/group_training" in log], run
+    jobs = {j["comment"].split("_wildcards_")[0]: j["state"] for j in jobs_of(run)}
+    assert jobs == {"rule_neighbour": "COMPLETED", "rule_fit_pca": "COMPLETED"}, jobs_of(run)
+
+    rerun = Snakemake(workdir, *targets, *slurm, timeout=RUN_TIMEOUT).wait()
+    assert rerun.returncode == 0, rerun
+    submissions = submitted_logs(rerun.output)
+    assert len(submissions) == 1 and "/group_training" in submissions[0], rerun
+    assert len(list((workdir / "results" / "runs").rglob("metrics.json"))) == 4, rerun
+
+
+@pytest.mark.parametrize(
+    "resources, reason",
+    [
+        (
+            ("make_demo_data:slurm_partition=short", "make_demo_data:runtime=90"),
+            "job make_demo_data: time limit 90 min exceeds the MaxTime of partition 'short' (60 min)",
+        ),
+        (  # Slurm would leave it pending for ever (reason MaxMemPerLimit; start-slurm.sh)
+            ("make_demo_data:slurm_partition=short", "make_demo_data:mem_mb=5000"),
+            "job make_demo_data: memory 5000 MB exceeds the MaxMemPerNode of partition 'short' (4000 MB)",
+        ),
+        (  # sbatch would refuse it ("Memory specification can not be satisfied")
+            ("make_demo_data:mem_mb=100000000",),
+            "job make_demo_data: memory 100000000 MB exceeds the largest node of partition 'debug'",
+        ),
+        (  # Slurm would leave it pending for ever (reason PartitionConfig)
+            ("make_demo_data:cpus_per_task=1000",),
+            "job make_demo_data: 1000 CPUs exceed the largest node of partition 'debug'",
+        ),
+    ],
+    ids=["max-time", "max-mem-per-node", "node-memory", "node-cpus"],
+)
+def test_job_over_its_partitions_limits_stops_before_submission(slurm_cluster, tmp_path, resources, reason):
+    """A single job whose limits its partition does not allow stops the run, with the shipped
+    retries, in seconds, with one line naming it and what is over; nothing reaches sbatch."""
+    run = Snakemake(
+        make_workdir(tmp_path, "over-limit"),
+        "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS,
+        "--set-resources", *resources, timeout=STOP_SECONDS + 60,
+    ).wait()  # fmt: skip
+    print(f"\n{reason}: snakemake exit {run.returncode} after {run.seconds:.0f} s")
+    assert_stopped_naming(run, reason)
+    assert run.seconds < STOP_SECONDS, run
     assert not submitted_logs(run.output), run
-    assert not [j for j in _queue() if j["workdir"] == str(run.workdir)], run
+    assert not jobs_of(run), run
+
+
+def test_group_job_that_sbatch_refuses_stops_the_run(slurm_cluster, tmp_path):
+    """A group job that sbatch refuses for a reason pcann does not check (here: a node feature no
+    node has) stops the run, with the shipped retries, in seconds, with Slurm's reason on one line
+    naming the group (Snakemake prints no message for a failed group job)."""
+    workdir = preprocessed_workdir(tmp_path, "group-refused", until="fit_pca")
+    run = Snakemake(
+        workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL,
+        "--set-resources", "train:constraint=nosuchfeature", timeout=STOP_SECONDS + 60,
+    ).wait()  # fmt: skip
+    print(f"\nsbatch refused the group job: snakemake exit {run.returncode} after {run.seconds:.0f} s")
+    refused = "sbatch: error: Batch job submission failed: Invalid feature specification"
+    assert_stopped_naming(run, f"group job training: sbatch refused it: {refused}")
+    assert run.seconds < STOP_SECONDS, run
+    assert not jobs_of(run), run
 
 
 @pytest.mark.parametrize("retries", ["profile", "0"])

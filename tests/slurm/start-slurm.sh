@@ -109,8 +109,9 @@ MinJobAge=300
 KillWait=2
 $node State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-# a second, non-default partition: tests check that slurm_partition reaches sbatch
-PartitionName=short Nodes=ALL Default=NO MaxTime=60 State=UP
+# a second, non-default partition: tests check that slurm_partition reaches sbatch, and that
+# jobs over its limits stop the run (Slurm would leave them pending: EnforcePartLimits=NO)
+PartitionName=short Nodes=ALL Default=NO MaxTime=60 MaxMemPerNode=4000 State=UP
 EOF
 chmod 644 "$CONF"
 mkdir -p /etc/slurm
