@@ -32,6 +32,15 @@ if workflow.is_main_process:
     from pcann.workflow.cluster import run_group_members_side_by_side
 
     run_group_members_side_by_side()
+    if SLURM_RUN:
+        from pcann.workflow.packing import install_report
+
+        install_report(
+            workflow,
+            slurm_training_jobs,
+            workflow.resource_settings.cores,
+            f"partition {SLURM_PARTITION or '(default)'}, jobs of up to {config['slurm_job_minutes']} min",
+        )
 
 
 onstart:

@@ -1,4 +1,5 @@
 # The configuration, the study plan built from it, and small helpers the rules share.
+import functools
 import os
 import re
 import sys
@@ -50,7 +51,6 @@ from pcann.study.resources import (  # noqa: E402
     preprocessing_mem_mb,
     preprocessing_runtime,
 )
-from pcann.study.resources import training_job_mem_mb, training_runtime  # noqa: E402
 from pcann.workflow.study_record import (  # noqa: E402
     check_same_data,
     data_identity,
@@ -63,6 +63,12 @@ from pcann.workflow.study_record import (  # noqa: E402
     write_record,
 )
 from pcann.nn.training import shared_params  # noqa: E402
+from pcann.workflow.packing import (  # noqa: E402
+    max_minutes_published,
+    pack_trainings,
+    publish_max_minutes,
+    requested_partition,
+)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -167,7 +173,19 @@ DATA_SIZE = DataSize(N_TRAIN_FOLDER, N_TEST, N_FEATURES, N_CLASSES, ITEMSIZE)
 PCA_SOLVER = pca_solver(config["pca_solver"], DATA_SIZE)
 
 # --- the study plan ---------------------------------------------------------------------------
-PLAN = StudyPlan(config, N_TRAIN_FOLDER, N_CLASSES)
+# On Slurm (the run names a slurm_partition, as profiles/slurm does), a run longer than the
+# partition's MaxTime is trained as a chain of shorter runs; the main process reads MaxTime once
+# and every job's Snakemake gets it from the environment (pcann.workflow.packing).
+SLURM_RUN, SLURM_PARTITION = requested_partition(workflow)
+if workflow.is_main_process and SLURM_RUN:
+    publish_max_minutes(SLURM_PARTITION)
+PLAN = StudyPlan(
+    config,
+    N_TRAIN_FOLDER,
+    N_CLASSES,
+    max_job_minutes=max_minutes_published(),
+    finished=lambda setting: os.path.exists(f"{setting.run_dir}/metrics.json"),
+)
 # Impossible batch sizes or component counts stop the run here, before any job.
 try:
     check_plan_fits_data(PLAN.settings, config, N_TRAIN_FOLDER, N_FEATURES)
@@ -260,16 +278,46 @@ def training_priority(wildcards):
 
 
 def training_runtime_minutes(wildcards):
-    return training_runtime(
-        PLAN.training_estimate(Setting.from_wildcards(wildcards))[0]
-    )
+    return PLAN.training_minutes(Setting.from_wildcards(wildcards))
 
 
 def training_mem_mb(wildcards):
-    setting = Setting.from_wildcards(wildcards)
-    return training_job_mem_mb(
-        setting.hidden, setting.n_components, N_TRAIN_FOLDER, N_CLASSES
+    return PLAN.training_mem_mb(Setting.from_wildcards(wildcards))
+
+
+@functools.cache
+def slurm_training_jobs():
+    """The plan's training runs packed into Slurm jobs by their estimated time
+    (pcann.workflow.packing), with the CPUs of a job (--cores) and the configured target,
+    never over the partition's MaxTime."""
+    return pack_trainings(
+        PLAN.training_requests(),
+        workflow.resource_settings.cores,
+        config["slurm_job_minutes"],
+        max_minutes_published(),
     )
+
+
+@functools.cache
+def slurm_training_groups():
+    """run folder -> its Slurm group job (slurm_training_jobs)."""
+    jobs = slurm_training_jobs()
+    # Snakemake makes a group job of each connected set of a group's jobs unless its
+    # group-components allow more: a packed job's runs are mostly independent of each other.
+    workflow.group_settings.group_components = {
+        **workflow.group_settings.group_components,
+        **{job.name: len(job.members) for job in jobs},
+    }
+    return {member.run_dir: job.name for job in jobs for member in job.members}
+
+
+def training_group(wildcards):
+    """The Slurm group job of a training run (Snakemake asks only for cluster runs and dry
+    runs); none for runs outside the plan, for runs not on Slurm, and with slurm_job_minutes 0.
+    """
+    if not (SLURM_RUN and config["slurm_job_minutes"]):
+        return None
+    return slurm_training_groups().get(Setting.from_wildcards(wildcards).run_dir)
 
 
 # Snakemake's report() under another name: in plain code at the start of a line, the word

@@ -16,6 +16,9 @@ rule train:
     benchmark:
         f"{RUN_DIR}/train.benchmark.tsv"
     priority: training_priority
+    # on Slurm: packed into group jobs by estimated time (common.smk, slurm_training_groups)
+    group:
+        training_group
     conda:
         "../envs/pcann.yaml"
     threads: 1

@@ -10,7 +10,8 @@ plan or a path from the configuration, and renaming a file changes both sides at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from pcann.study.grid import (
     PlanRow,
@@ -23,7 +24,13 @@ from pcann.study.grid import (
     unique_settings,
 )
 from pcann.preprocessing.features import split_sizes
-from pcann.study.resources import estimated_seconds, schedule_estimates
+from pcann.study.resources import (
+    estimated_seconds,
+    schedule_estimates,
+    training_job_mem_mb,
+    training_runtime,
+)
+from pcann.workflow.packing import TrainingRequest
 from pcann.study.paths import (
     COMPARISONS_TABLE,
     FIGURES,
@@ -39,6 +46,11 @@ from pcann.study.paths import (
 FIGURE_FORMATS = ("png", "svg")
 #: The comparisons of the headline runs, when the plan has them: table name -> figure title.
 COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
+
+
+def _bounds(start: int, end: int, pieces: int) -> list[int]:
+    """``pieces + 1`` epoch counts from ``start`` to ``end``, the pieces as equal as can be."""
+    return [start + round(i * (end - start) / pieces) for i in range(pieces + 1)]
 
 
 def figure_files(stem: str) -> list[str]:
@@ -72,7 +84,14 @@ class StudyPlan:
     priorities and time limits).
     """
 
-    def __init__(self, config: dict, n_train_folder: int, n_classes: int = 3):
+    def __init__(
+        self,
+        config: dict,
+        n_train_folder: int,
+        n_classes: int = 3,
+        max_job_minutes: int | None = None,
+        finished=lambda setting: False,
+    ):
         self.protocol = config["protocol"]
         self.n_components = config["n_components"]
         self.rows: list[PlanRow] = study_plan(config)
@@ -89,10 +108,19 @@ class StudyPlan:
         # the training split trains, and it is scored with the validation split every epoch
         n_train, n_val = split_sizes(n_train_folder, config["val_fraction"])
         self._sizes = {"n_train": n_train, "n_val": n_val, "n_classes": n_classes}
+        self.n_train_folder = n_train_folder
+        #: Runs cut into a chain of shorter runs, each continuing the one before, so that every
+        #: job fits ``max_job_minutes`` (a Slurm partition's MaxTime); not split once finished
+        #: (``finished(setting)``), so that a finished run's inputs never change.
+        self.segments: list[Setting] = []
+        if max_job_minutes:
+            self._split_long_runs(max_job_minutes, finished)
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: estimate
-            for run, estimate in schedule_estimates(self.settings, self.continued, **self._sizes).items()
+            for run, estimate in schedule_estimates(
+                self.settings + self.segments, self.continued, **self._sizes
+            ).items()
         }
         self.headline: list[PlanRow] = [row for row in self.rows if row.table == "headline"]
         self.table_names: list[str] = list(
@@ -111,6 +139,46 @@ class StudyPlan:
 
     # --- training runs ----------------------------------------------------------------------
 
+    def _split_long_runs(self, max_minutes: int, finished) -> None:
+        """Cut every unfinished run whose time limit exceeds ``max_minutes`` into the fewest
+        segments that each fit: runs of the same setting at intermediate epochs, each continuing
+        the one before, as an epochs sweep continues its shorter runs (byte for byte the same
+        result as one uninterrupted run; tests/test_packing.py)."""
+        continued = dict(self.continued)
+        planned = set(self.settings)
+        for setting in self.settings:
+            start = continued[setting].epochs if setting in continued else 0
+            epochs = setting.epochs - start
+            if finished(setting) or self._limit(setting, epochs) <= max_minutes:
+                continue
+            # the estimate has a fixed start-up and a floor: more pieces may be needed
+            pieces = math.ceil(self._limit(setting, epochs) / max_minutes)
+            while True:
+                bounds = _bounds(start, setting.epochs, pieces)
+                longest = max(self._limit(setting, b - a) for a, b in zip(bounds, bounds[1:]))
+                if longest <= max_minutes or pieces >= epochs:
+                    break
+                pieces += 1
+            previous = continued.get(setting)
+            for end in bounds[1:-1]:
+                segment = replace(setting, epochs=end)
+                if segment in planned:  # a planned run already ends there: continue it
+                    previous = segment
+                    continue
+                if previous is not None:
+                    continued[segment] = previous
+                self.segments.append(segment)
+                previous = segment
+            continued[setting] = previous
+        self.continued = continued
+
+    def _limit(self, setting: Setting, epochs: int) -> int:
+        return training_runtime(estimated_seconds(setting, epochs=epochs, **self._sizes))
+
+    def is_segment(self, setting: Setting) -> bool:
+        """Whether ``setting`` is a segment of a run split for the partition's MaxTime."""
+        return setting in self.segments
+
     def continued_run(self, setting: Setting) -> Setting | None:
         """The shorter run whose saved weights ``setting`` continues, if any."""
         return self.continued.get(setting)
@@ -123,6 +191,29 @@ class StudyPlan:
             seconds = estimated_seconds(setting, **self._sizes)
             estimate = (seconds, seconds)
         return estimate
+
+    def training_minutes(self, setting: Setting) -> int:
+        """The time limit of a training job, from its own estimate."""
+        return training_runtime(self.training_estimate(setting)[0])
+
+    def training_mem_mb(self, setting: Setting) -> int:
+        return training_job_mem_mb(
+            setting.hidden, setting.n_components, self.n_train_folder, self._sizes["n_classes"]
+        )
+
+    def training_requests(self) -> list[TrainingRequest]:
+        """What every training job of the plan asks for, as the Slurm packing sees it."""
+        return [
+            TrainingRequest(
+                setting.run_dir,
+                self.training_minutes(setting),
+                self.training_mem_mb(setting),
+                self.training_estimate(setting)[0],
+                self.continued[setting].run_dir if setting in self.continued else None,
+                setting.epochs,
+            )
+            for setting in self.settings + self.segments
+        ]
 
     def metrics_files(self) -> list[str]:
         return [f"{setting.run_dir}/metrics.json" for setting in self.settings]

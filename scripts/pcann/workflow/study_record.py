@@ -30,7 +30,9 @@ from pcann.workflow.config import load_config_file
 #: The record's file name inside the results folder.
 RECORD_NAME = "study.yaml"
 #: Config keys that belong to one command, not to the study: never recorded or reused.
-PER_COMMAND_KEYS = ("predict_dir", "predict_runs", "predict_strict", "replace_results")
+PER_COMMAND_KEYS = (
+    "predict_dir", "predict_runs", "predict_strict", "replace_results", "slurm_job_minutes",
+)
 #: Config keys whose values replace the shipped ones as a whole when a study file or --config
 #: gives them, instead of being merged key by key: a study file lists the networks it wants.
 REPLACED_KEYS = ("networks",)
