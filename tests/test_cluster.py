@@ -97,7 +97,7 @@ def test_time_limit_over_the_partitions_max_time_is_refused_with_what_to_change(
     check_fits_partition("group job training", 10**6, "debug", None)  # no MaxTime
     with pytest.raises(PcannError, match=(
         r"^group job training: time limit 90 min exceeds the MaxTime of partition 'short' "
-        r"\(60 min\); expected at most 60: .*group-components"
+        r"\(60 min\); expected at most 60: .*slurm_job_minutes"
     )):  # fmt: skip
         check_fits_partition("group job training", 90, "short", 60)
 

@@ -390,7 +390,7 @@ def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
     # a few seconds after it starts, so that the cancel ends running trainings
     job = cancel_first_running_job(run, within=180, settle=3)
     assert job, f"never saw the group job RUNNING to cancel it\n{run}"
-    assert job["comment"] == "rule_training_train", job
+    assert job["comment"] == "rule_training1_train", job  # the one packed training job
     cancelled = job["id"]
     print(f"\ncancelled group job {cancelled}; snakemake exit {run.returncode} after {run.seconds:.0f} s")
     assert run.returncode == 0, run
@@ -461,9 +461,9 @@ def test_group_job_over_max_time_stops_the_run_while_another_job_runs(slurm_clus
     too_long = ("--set-resources", "train:slurm_partition=short", "train:runtime=40")
     run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180).wait()
     print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
-    reason = "group job training: time limit 80 min exceeds the MaxTime of partition 'short' (60 min)"
+    reason = "group job training1: time limit 80 min exceeds the MaxTime of partition 'short' (60 min)"
     assert_stopped_naming(run, reason)
-    assert "group-components" in run.output, run  # what to change
+    assert "slurm_job_minutes" in run.output, run  # what to change
     # the group was refused while the neighbour ran; the neighbour then finished and was kept
     output = run.output
     assert output.index("rule_neighbour/") < output.index(reason) < output.index("(Rule: neighbour)"), run
@@ -528,7 +528,7 @@ def test_group_job_that_sbatch_refuses_stops_the_run(slurm_cluster, tmp_path):
     ).wait()  # fmt: skip
     print(f"\nsbatch refused the group job: snakemake exit {run.returncode} after {run.seconds:.0f} s")
     refused = "sbatch: error: Batch job submission failed: Invalid feature specification"
-    assert_stopped_naming(run, f"group job training: sbatch refused it: {refused}")
+    assert_stopped_naming(run, f"group job training1: sbatch refused it: {refused}")
     assert run.seconds < STOP_SECONDS, run
     assert not jobs_of(run), run
 
@@ -560,3 +560,89 @@ def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
         assert run.returncode != 0, run
         assert "Error in rule make_demo_data" in run.output, run
         assert len(submitted_logs(run.output)) == 1, run
+
+
+# --- training runs packed by their estimated time, a run over MaxTime as a chain (issue #23) ----
+
+#: Short runs and one long one. PCANN_ESTIMATE_SCALE (rules/common.smk) gives these runs of
+#: seconds the time limits of runs of minutes: 200x makes a 4000-epoch run's limit 15 min and
+#: the 80000-epoch run's 106 min, over the MaxTime of the partition "short" (60 min).
+PACKING_CONFIG = {
+    **TEST_CONFIG,
+    "networks": {
+        "tiny": {
+            "baseline": {"hidden": [4], "epochs": 4000, "lr": 0.05, "batch_size": 8},
+            "sweep": {"lr": [0.5, 0.1, 0.2], "epochs": [80000]},
+        }
+    },
+    "slurm_job_minutes": 30,
+}
+PACKING_SCALE = "200"
+#: The whole run on the partition "short" (start-slurm.sh: MaxTime=60), as docs/slurm.md shows.
+SHORT_PARTITION = ("--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30")
+
+
+def test_trainings_are_packed_by_estimated_time_and_a_long_run_is_a_chain_of_jobs(
+    slurm_cluster, tmp_path, monkeypatch
+):
+    """On a partition of 60 min with jobs of about 30: the four short runs (15 min limits) go as
+    one job, two side by side (2 CPUs, 30 min), and the 80000-epoch run (106 min) as a chain of
+    two jobs of 58 min, the second continuing the first's weights. Slurm holds every job as the
+    dry run printed it; no job is over MaxTime; the runs are byte for byte those of a local run
+    (where the long run is trained in one go)."""
+    from pcann.workflow.packing import MAX_MINUTES_VARIABLE
+
+    monkeypatch.setenv("PCANN_ESTIMATE_SCALE", PACKING_SCALE)
+    monkeypatch.delenv(MAX_MINUTES_VARIABLE, raising=False)
+    workdir = make_workdir(tmp_path, "packing")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(PACKING_CONFIG, sort_keys=False))
+    local = Snakemake(workdir, "--cores", "2", "--until", "fit_pca", timeout=180).wait()
+    assert local.returncode == 0, local
+    reference = make_workdir(tmp_path, "packing-local")
+    (reference / "config.yaml").write_text(yaml.safe_dump(PACKING_CONFIG, sort_keys=False))
+    # the runs as targets: --until train would stop before the runs that continue another run
+    runs = [f"results/runs/study/pca2/hidden=4_epochs={e}_lr={lr}_batch=8_seed=1/metrics.json"
+            for e, lr in ((4000, 0.05), (4000, 0.5), (4000, 0.1), (4000, 0.2), (80000, 0.05))]  # fmt: skip
+    slurm = ("--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *SHORT_PARTITION, *runs)
+
+    dry = Snakemake(workdir, *slurm, "--dry-run", timeout=120).wait()
+    assert dry.returncode == 0, dry
+    printed = dict(re.findall(r"^  (training\d+): (.*)$", dry.output, re.M))
+    assert "Slurm submissions (partition short, jobs of up to 30 min): 6 training runs in 3 jobs" in dry.output, dry
+    sizes = {name: re.match(r"(\d+) runs?, (\d+) CPUs?, (\d+) MB, limit (\d+) min: (.*)", line).groups() for name, line in printed.items()}  # fmt: skip
+    assert sorted(size[:4] for size in sizes.values()) == [
+        ("1", "1", "500", "58"), ("1", "1", "500", "58"), ("4", "2", "1000", "30")
+    ], dry.output  # fmt: skip
+    alone = sorted(size[4] for size in sizes.values() if size[0] == "1")
+    assert alone == [f"study/pca2/hidden=4_epochs={e}_lr=0.05_batch=8_seed=1" for e in (40000, 80000)]
+
+    cluster = Snakemake(workdir, *slurm, timeout=RUN_TIMEOUT)
+    try:
+        plain = Snakemake(reference, "--cores", "2", *runs).wait()
+    finally:
+        cluster.wait()
+    assert plain.returncode == 0, plain
+    assert cluster.returncode == 0, cluster
+    print(f"\npacked Slurm run {cluster.seconds:.0f} s")
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/group_(training\d+)/", cluster.output)
+    assert sorted(name for _, name in submitted) == sorted(printed), cluster
+    for job_id, name in submitted:
+        job = scontrol_job(job_id)
+        held = f"{job['NumCPUs']} CPUs, {job['MinMemoryNode']}, {parse_slurm_minutes(job['TimeLimit'])} min"
+        print(f"  {name} (Slurm job {job_id}): {held}; printed: {printed[name]}")
+        _, cpus, mem, minutes, _ = sizes[name]
+        assert (job["NumCPUs"], job["MinMemoryNode"], parse_slurm_minutes(job["TimeLimit"])) == (
+            cpus, f"{mem}M", int(minutes)
+        ), (name, job)
+        assert parse_slurm_minutes(job["TimeLimit"]) <= 60 and job["Partition"] == "short", job
+        assert job["JobState"] == "COMPLETED", job
+    # the long run continued its segment's weights, and equals the run trained in one go
+    long_run = "runs/study/pca2/hidden=4_epochs=80000_lr=0.05_batch=8_seed=1"
+    log = (workdir / "results" / long_run / "train.log").read_text()
+    assert "continuing results/runs/study/pca2/hidden=4_epochs=40000" in log and "after its epoch 40000" in log, log
+    expected, produced = compared_files(reference), compared_files(workdir)
+    assert any(long_run in name for name in expected), sorted(expected)
+    segment = "runs/study/pca2/hidden=4_epochs=40000_lr=0.05_batch=8_seed=1/"
+    assert sorted(n for n in produced if not n.startswith(segment)) == sorted(expected)
+    differing = [name for name in expected if produced[name] != expected[name]]
+    assert not differing, f"differ between the local and the packed Slurm run: {differing}"

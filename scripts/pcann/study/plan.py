@@ -91,6 +91,7 @@ class StudyPlan:
         n_classes: int = 3,
         max_job_minutes: int | None = None,
         finished=lambda setting: False,
+        estimate_scale: float = 1.0,
     ):
         self.protocol = config["protocol"]
         self.n_components = config["n_components"]
@@ -109,6 +110,9 @@ class StudyPlan:
         n_train, n_val = split_sizes(n_train_folder, config["val_fraction"])
         self._sizes = {"n_train": n_train, "n_val": n_val, "n_classes": n_classes}
         self.n_train_folder = n_train_folder
+        #: multiplies every training estimate (tests on a real scheduler give runs of seconds the
+        #: time limits of runs of minutes; see common.smk)
+        self.estimate_scale = estimate_scale
         #: Runs cut into a chain of shorter runs, each continuing the one before, so that every
         #: job fits ``max_job_minutes`` (a Slurm partition's MaxTime); not split once finished
         #: (``finished(setting)``), so that a finished run's inputs never change.
@@ -117,8 +121,8 @@ class StudyPlan:
             self._split_long_runs(max_job_minutes, finished)
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
-            run.run_dir: estimate
-            for run, estimate in schedule_estimates(
+            run.run_dir: (own * estimate_scale, path * estimate_scale)
+            for run, (own, path) in schedule_estimates(
                 self.settings + self.segments, self.continued, **self._sizes
             ).items()
         }
@@ -173,7 +177,8 @@ class StudyPlan:
         self.continued = continued
 
     def _limit(self, setting: Setting, epochs: int) -> int:
-        return training_runtime(estimated_seconds(setting, epochs=epochs, **self._sizes))
+        seconds = estimated_seconds(setting, epochs=epochs, **self._sizes)
+        return training_runtime(seconds * self.estimate_scale)
 
     def is_segment(self, setting: Setting) -> bool:
         """Whether ``setting`` is a segment of a run split for the partition's MaxTime."""
@@ -188,7 +193,7 @@ class StudyPlan:
         continues no run and is continued by none."""
         estimate = self.estimates.get(setting.run_dir)
         if estimate is None:
-            seconds = estimated_seconds(setting, **self._sizes)
+            seconds = estimated_seconds(setting, **self._sizes) * self.estimate_scale
             estimate = (seconds, seconds)
         return estimate
 

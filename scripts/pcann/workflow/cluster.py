@@ -96,9 +96,9 @@ def check_fits_partition(label: str, minutes: int, partition: str, max_minutes: 
     if max_minutes is not None and minutes > max_minutes:
         raise PcannError(
             f"{label}: time limit {minutes} min exceeds the MaxTime of partition {partition!r} "
-            f"({max_minutes} min); expected at most {max_minutes}: for a group job lower "
-            "group-components (fewer members per job) or raise cores (more side by side), or "
-            "choose a partition with a longer MaxTime (slurm_partition)"
+            f"({max_minutes} min); expected at most {max_minutes}: for a training group job lower "
+            "slurm_job_minutes (--config; runs per job) or raise cores (more side by side), "
+            "lower a runtime you set, or choose a partition with a longer MaxTime (slurm_partition)"
         )
 
 
