@@ -18,7 +18,6 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/model_common.smk"
 include: "rules/data.smk"
 include: "rules/pca.smk"
 include: "rules/train.smk"
