@@ -33,7 +33,7 @@ from pcann.workflow.config import (  # noqa: E402
 from pcann.data.images import read_image, scan_image_folders  # noqa: E402
 from pcann.data.demo import DEMO_BANNER  # noqa: E402
 from pcann.preprocessing.features import PROTOCOLS  # noqa: E402
-from pcann.study.grid import PER_RUN_OUTPUTS_AUTO_LIMIT, RUN_ID_TEMPLATE  # noqa: E402
+from pcann.study.grid import RUN_ID_TEMPLATE  # noqa: E402
 from pcann.study.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
 from pcann.study.paths import (  # noqa: E402
     BENCHMARKS,
@@ -53,7 +53,7 @@ from pcann.study.paths import (  # noqa: E402
     features_file,
     zscore_file,
 )
-from pcann.study.plan import StudyPlan  # noqa: E402
+from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, StudyPlan  # noqa: E402
 from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,

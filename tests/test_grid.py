@@ -17,13 +17,11 @@ from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_stud
 from pcann import PcannError
 from pcann.workflow.config import ConfigError, check_plan_fits_data
 from pcann.study.resources import estimated_seconds, schedule_estimates
+from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, per_run_outputs_mode, plotted_settings
 from pcann.study.grid import (
-    PER_RUN_OUTPUTS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     WILDCARD_PATTERNS,
     Setting,
-    per_run_outputs_mode,
-    plotted_settings,
     shorter_runs,
     study_plan,
     swept_epochs,

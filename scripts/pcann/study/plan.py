@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pcann.study.grid import (
+    HEADLINE_TABLES,
     PlanRow,
     Setting,
-    per_run_outputs_mode,
-    plotted_settings,
     shorter_runs,
     study_plan,
     swept_epochs,
@@ -39,6 +38,26 @@ from pcann.study.paths import (
 FIGURE_FORMATS = ("png", "svg")
 #: The comparisons of the headline runs, when the plan has them: table name -> figure title.
 COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of PCA components"}
+
+
+#: ``per_run_outputs: auto`` draws every run's figures for studies of up to this many training runs,
+#: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
+#: time grows with the number of jobs (benchmarks/README.md, "Planning time").
+PER_RUN_OUTPUTS_AUTO_LIMIT = 250
+
+
+def per_run_outputs_mode(per_run_outputs: str, n_runs: int) -> str:
+    """What ``per_run_outputs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
+    if per_run_outputs == "auto":
+        return "all" if n_runs <= PER_RUN_OUTPUTS_AUTO_LIMIT else "headline"
+    return per_run_outputs
+
+
+def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
+    """The runs that get per-run figures under ``mode`` (``all`` or ``headline``)."""
+    if mode == "all":
+        return unique_settings(rows)
+    return unique_settings([row for row in rows if row.table in HEADLINE_TABLES])
 
 
 def figure_files(stem: str) -> list[str]:
