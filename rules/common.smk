@@ -68,6 +68,7 @@ from pcann.workflow.study_record import (  # noqa: E402
     data_identity,
     deprecation_notices,
     describe_data,
+    earlier_record,
     folder_key,
     read_record,
     record_text,
@@ -168,9 +169,12 @@ STUDY_DATA = data_identity(
     IMAGE_SCAN.fingerprint if IMAGE_SCAN else None,
     {"n_train": N_TRAIN_FOLDER, "n_test": N_TEST, "n_classes": N_CLASSES},
 )
-if STUDY_RECORD and workflow.is_main_process and not config["replace_results"]:
+if workflow.is_main_process and not config["replace_results"]:
     try:
-        check_same_data(STUDY_RECORD, STUDY_DATA, RESULTS)
+        # results/ of an earlier pcann has no record: what its images file tells is checked
+        _made_by = STUDY_RECORD or earlier_record()
+        if _made_by:
+            check_same_data(_made_by, STUDY_DATA, RESULTS)
     except PcannError as error:
         stop(error)
 
