@@ -13,7 +13,7 @@ import pytest
 
 from conftest import copy_workflow, run_snakemake, tiny_study_config
 from pcann.cost import CostEstimate, PlannedJob, duration, parse_duration, simulated_wall_seconds, wrap_items
-from pcann.terminal import QuietSnakemakeFilter, training_line
+from pcann.terminal import QuietSnakemakeFilter, busy_machine_note, training_line
 
 #: A pcann progress line: "[12/65 0:09, ~0:21 left] ..." (no time left on the last one).
 PROGRESS = re.compile(r"^\[\s*(\d+)/(\d+) (?:\d+:)?\d+:\d\d(?:, ~((?:\d+:)?\d+:\d\d) left)?\] ", re.M)
@@ -100,6 +100,13 @@ def test_a_training_line_gives_both_accuracies_to_four_digits(tmp_path):
     metrics.write_text(json.dumps({"val_accuracy": 0.8571428571428571, "test_accuracy": 0.86144578313253, "diverged": False}))
     assert training_line(metrics, "study/pca2/run") == "trained study/pca2/run: validation 0.8571, test 0.8614"
     assert "not readable" in training_line(tmp_path / "missing.json", "study/pca2/run")
+
+
+def test_a_busy_machine_is_named_beside_the_estimate():
+    assert busy_machine_note(load=1.5, cpus=2) == []
+    assert busy_machine_note(load=6.1, cpus=2) == [
+        "  this machine is busy (load average 6.1 on 2 CPUs): expect a longer wall time"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,7 @@ def simulated_wall_seconds(jobs: list[PlannedJob], cores: int, local_cores: int 
     With ``local_cores`` (a cluster), jobs not submitted share that many cores of this node and
     the submitted ones ``cores`` slots (queue waits aside)."""
     cores = max(1, cores)
-    pools = {False: cores, True: max(1, local_cores or cores)}
+    pools = {False: cores} if local_cores is None else {False: cores, True: max(1, local_cores)}
     free = dict(pools)
 
     def pool(index: int) -> bool:
@@ -116,7 +116,7 @@ def simulated_wall_seconds(jobs: list[PlannedJob], cores: int, local_cores: int 
     while ready or running:
         # start what fits, highest priority first (a job wider than the machine gets all of it)
         held = []
-        while ready:
+        while ready and any(free.values()):  # a full pool's jobs are held until a job ends
             _, index = heapq.heappop(ready)
             if width(index) <= free[pool(index)]:
                 free[pool(index)] -= width(index)
