@@ -155,9 +155,11 @@ class TerminalReport(logging.Handler):
         dry_run = bool(workflow.dryrun)
         cluster = not workflow.local_exec or bool(workflow.group_settings.overwrite_groups)
         jobs = planned_jobs(dag, self.seconds_of)
-        # a cluster runs as many jobs at once as --jobs allows (queue waits aside)
+        # a cluster runs as many jobs at once as --jobs allows (queue waits aside); "unlimited"
+        # (sys.maxsize) is every job at once
         cores = workflow.nodes if cluster else workflow._cores
-        cores = int(cores) if isinstance(cores, int) and 0 < cores < 10**6 else 1
+        if not isinstance(cores, int) or not 0 < cores < 10**6:
+            cores = max(1, len(jobs))
         local_cores = getattr(workflow.resource_settings, "local_cores", None) or 1
         estimate = CostEstimate.of(jobs, cores, cluster=cluster, local_cores=local_cores)
         lines = estimate.lines(dry_run=dry_run)
