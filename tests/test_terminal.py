@@ -137,7 +137,8 @@ def test_a_studys_default_terminal_is_short_with_progress_and_a_line_per_trainin
     workdir, _, result = tiny_study
     output = result.stdout + result.stderr
     lines = output.splitlines()
-    assert len(lines) <= 40, output
+    # 35 lines measured (65 jobs); a slow machine adds a progress line a minute
+    assert len(lines) <= 45, output
     assert max(len(line) for line in lines) <= 200, max(lines, key=len)[:300]
     # the cost block, then progress up to the last job
     total, counts = cost_block_counts(output)
