@@ -80,7 +80,9 @@ def test_the_cost_block_counts_jobs_by_kind_cpu_wall_memory_and_slurm_submission
 
     on_slurm = CostEstimate.of(jobs, cores=100, cluster=True, local_cores=1)
     assert (on_slurm.submissions, on_slurm.group_submissions, on_slurm.grouped_jobs) == (2, 1, 4)
-    assert on_slurm.lines(dry_run=True)[-1] == "  Slurm submissions: 2 (4 jobs in 1 group job); the rest run on this node"
+    assert on_slurm.lines(dry_run=True)[-1] == (
+        "  Slurm submissions: 2 (4 jobs in 1 group job); the rest run on this node"
+    )
     # the four figure jobs run one at a time on this node, after the trainings
     assert on_slurm.wall_seconds == pytest.approx(3 + 6 + 4)
 
@@ -97,7 +99,9 @@ def test_durations_read_as_a_clock_and_back_and_long_lists_wrap():
 
 def test_a_training_line_gives_both_accuracies_to_four_digits(tmp_path):
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"val_accuracy": 0.8571428571428571, "test_accuracy": 0.86144578313253, "diverged": False}))
+    metrics.write_text(
+        json.dumps({"val_accuracy": 0.8571428571428571, "test_accuracy": 0.86144578313253, "diverged": False})
+    )
     assert training_line(metrics, "study/pca2/run") == "trained study/pca2/run: validation 0.8571, test 0.8614"
     assert "not readable" in training_line(tmp_path / "missing.json", "study/pca2/run")
 

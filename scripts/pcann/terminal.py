@@ -189,7 +189,8 @@ class TerminalReport(logging.Handler):
             run, metrics = self.runs.pop(jobid)
             now = time.monotonic()
             # the count is that of the finished jobs before this one: Snakemake sends PROGRESS next
-            self.write([f"{self.progress.prefix(self.done + 1, max(self.total, 1), now)} {training_line(metrics, run)}"])
+            prefix = self.progress.prefix(self.done + 1, max(self.total, 1), now)
+            self.write([f"{prefix} {training_line(metrics, run)}"])
             self.last_shown = (self.done + 1, now)
 
     def show_progress(self, done: int, total: int) -> None:
