@@ -122,6 +122,7 @@ def test_a_busy_machine_is_named_beside_the_estimate():
         ("progress", logging.INFO, "1 of 2 steps (50%) done", False),
         (None, logging.INFO, "Select jobs to execute...", False),
         (None, logging.INFO, "Nothing to be done (all requested files are present and up to date).", True),
+        (None, logging.INFO, "Building DAG of jobs...", True),
         (None, logging.WARNING, "*** DEMO DATA ***", True),
         ("job_error", logging.ERROR, None, True),
     ],

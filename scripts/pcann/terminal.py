@@ -24,9 +24,9 @@ from pathlib import Path
 from .cost import CostEstimate, duration, planned_jobs
 from .rule import VERBOSE_VARIABLE, verbose_requested
 #: Plain Snakemake messages (no event) that only say what it is doing, one or more per job.
+#: ("Building DAG of jobs..." stays: planning a large grid takes seconds before the cost block.)
 SNAKEMAKE_CHATTER = (
     "Select jobs to execute",
-    "Building DAG of jobs",
     "Using shell:",
     "Assuming unrestricted shared filesystem usage",
     "Rules claiming more threads will be scaled down",
