@@ -24,6 +24,7 @@ include: "rules/train.smk"
 include: "rules/model.smk"
 include: "rules/report.smk"
 include: "rules/predict.smk"
+include: "rules/terminal.smk"
 
 
 # Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/workflow/cluster.py).
