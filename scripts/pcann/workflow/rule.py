@@ -31,7 +31,7 @@ class TerminalFilter(logging.Filter):
     only, and not the demo-data banner that the main process has printed once already."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from pcann.demo import DEMO_BANNER
+        from pcann.data.demo import DEMO_BANNER
 
         return record.levelno >= logging.WARNING and DEMO_BANNER not in record.getMessage()
 
