@@ -18,13 +18,13 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/model_common.smk"
 include: "rules/data.smk"
 include: "rules/pca.smk"
 include: "rules/train.smk"
 include: "rules/model.smk"
 include: "rules/report.smk"
 include: "rules/predict.smk"
+include: "rules/terminal.smk"
 
 
 # Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/workflow/cluster.py).

@@ -1,10 +1,23 @@
-# The configuration, the study plan built from it, and small helpers the rules share.
+# The configuration, the study plan built from it, and the helpers the other rules files use.
+# Snakemake shares one namespace between included files; what the rules files take from here:
+#   paths        RESULTS, DEMO_DATA, DEMO_MANIFEST, IMAGES, SPLIT, LOGS, BENCHMARKS, FIGURES,
+#                RUNS_TABLE, SUMMARY, MODEL_FILES_TABLE, RUN_DIR, FEATURES_DIR, PREDICTION_DIR,
+#                zscore_file, features_file (pcann.study.paths)
+#   the study    PLAN, DATA_SIZE, PCA_SOLVER, DATA_DIR, IMAGE_SCAN, DATA_LABEL, TRAINING_PARAMS
+#   inputs       data_inputs, shorter_run_input, predict_targets, predict_inputs, predict_dir
+#   resources    training_priority, training_runtime_minutes, training_mem_mb, AGGREGATION_PRIORITY
+#   Slurm        SLURM_RUN, SLURM_PARTITION, training_group, slurm_training_jobs
+#   the report   for_report, reported_figures, headline_figure_files, report_category,
+#                report_labels, run_label
+#   hooks        check_predict_trains_nothing, record_study (the Snakefile's onstart)
+import difflib
 import functools
 import os
 import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.logging import logger
 
@@ -22,7 +35,7 @@ from pcann.workflow.config import (  # noqa: E402
 from pcann.data.images import read_image, scan_image_folders  # noqa: E402
 from pcann.data.demo import DEMO_BANNER  # noqa: E402
 from pcann.preprocessing.features import PROTOCOLS  # noqa: E402
-from pcann.study.grid import PER_RUN_OUTPUTS_AUTO_LIMIT, RUN_ID_TEMPLATE  # noqa: E402
+from pcann.study.grid import RUN_ID_TEMPLATE  # noqa: E402
 from pcann.study.grid import WILDCARD_PATTERNS, Setting  # noqa: E402
 from pcann.study.paths import (  # noqa: E402
     BENCHMARKS,
@@ -42,7 +55,7 @@ from pcann.study.paths import (  # noqa: E402
     features_file,
     zscore_file,
 )
-from pcann.study.plan import StudyPlan  # noqa: E402
+from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, StudyPlan  # noqa: E402
 from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
@@ -56,6 +69,7 @@ from pcann.workflow.study_record import (  # noqa: E402
     data_identity,
     deprecation_notices,
     describe_data,
+    earlier_record,
     folder_key,
     read_record,
     record_text,
@@ -162,9 +176,12 @@ STUDY_DATA = data_identity(
     IMAGE_SCAN.fingerprint if IMAGE_SCAN else None,
     {"n_train": N_TRAIN_FOLDER, "n_test": N_TEST, "n_classes": N_CLASSES},
 )
-if STUDY_RECORD and workflow.is_main_process and not config["replace_results"]:
+if workflow.is_main_process and not config["replace_results"]:
     try:
-        check_same_data(STUDY_RECORD, STUDY_DATA, RESULTS)
+        # results/ of an earlier pcann has no record: what its images file tells is checked
+        _made_by = STUDY_RECORD or earlier_record()
+        if _made_by:
+            check_same_data(_made_by, STUDY_DATA, RESULTS)
     except PcannError as error:
         stop(error)
 
@@ -359,3 +376,129 @@ def report_labels(table_name):
         if table_name.startswith(prefix):
             return {"network": network, "content": f"table: {table_name[len(prefix):]}"}
     return {"network": "headline runs", "content": f"table: {table_name}"}
+
+
+# --- model files and predictions (rules/model.smk, rules/predict.smk) ------------------------
+def run_name(run_dir):
+    """A run as tables, reports and predict_runs name it: <protocol>/pca<n>/<run id>."""
+    return run_dir[len(RUNS_ROOT) + 1 :]
+
+
+def run_label(wildcards):
+    return run_name(Setting.from_wildcards(wildcards).run_dir)
+
+
+#: One folder of predictions per classified folder (its name and a hash of its absolute path),
+#: then one per run: classifying another folder never overwrites these.
+PREDICTION_DIR = f"{PREDICTIONS_ROOT}/{{predict_folder}}/{{protocol}}/pca{{n_components}}/{RUN_ID_TEMPLATE}"
+#: A run as predict_runs names it: <protocol>/pca<n>/<run id> (a results/runs/ prefix is allowed).
+RUN_NAME = re.compile(
+    rf"(?:{re.escape(RUNS_ROOT)}/)?(?P<protocol>"
+    + "|".join(map(re.escape, PROTOCOLS))
+    + r")/pca(?P<n_components>[1-9][0-9]*)/"
+    + RUN_ID_TEMPLATE.format(
+        **{k: f"(?P<{k}>{v})" for k, v in WILDCARD_PATTERNS.items()}
+    )
+)
+
+
+def trained_runs():
+    """Every run under results/runs/ whose training finished, as predict_runs names them."""
+    return sorted(
+        run_name(str(path.parent))
+        for path in Path(RUNS_ROOT).glob("*/pca*/*/metrics.json")
+    )
+
+
+def canonical_run_name(name):
+    """A predict_runs entry in the form its run folder has (lr=0.0050 is lr=0.005)."""
+    match = RUN_NAME.fullmatch(name)
+    if not match:
+        raise PcannError(
+            f"config key predict_runs: {name!r} is not a run; expected "
+            "<protocol>/pca<n>/hidden=<h>_epochs=<e>_lr=<lr>_batch=<b>_seed=<s>, as under "
+            f"{RUNS_ROOT}/"
+        )
+    return run_name(
+        Setting.from_wildcards(SimpleNamespace(**match.groupdict())).run_dir
+    )
+
+
+def predict_run_names():
+    """The runs the predict target uses: predict_runs, or the headline runs."""
+    if config["predict_runs"]:
+        return list(dict.fromkeys(map(canonical_run_name, config["predict_runs"])))
+    return [run_name(row.setting.run_dir) for row in PLAN.headline]
+
+
+def check_predict_runs_trained(names):
+    """Stop unless every run to predict with has finished training: predict never trains."""
+    trained = set(trained_runs())
+    for name in names:
+        if name in trained:
+            continue
+        if config["predict_runs"]:
+            close = difflib.get_close_matches(name, sorted(trained), n=3, cutoff=0.0)
+            raise PcannError(
+                f"config key predict_runs: {name} is not a trained run under {RUNS_ROOT}/; "
+                "predict uses finished runs and never trains one; closest trained runs: "
+                + (
+                    ", ".join(close)
+                    if close
+                    else "none (run the study first: snakemake --cores 4)"
+                )
+            )
+        raise PcannError(
+            f"predict uses the headline run {name}, which is not trained yet; run the study first "
+            "(snakemake --cores 4), or name trained runs with --config predict_runs=..."
+        )
+
+
+def predict_dir():
+    if config["predict_dir"] is None:
+        stop(
+            "the predict target needs the images to classify: "
+            "snakemake --cores 4 predict --config predict_dir=PATH"
+        )
+    return config["predict_dir"]
+
+
+def predict_targets(wildcards):
+    folder = folder_key(predict_dir())
+    return [
+        f"{PREDICTIONS_ROOT}/{folder}/{name}/{kind}"
+        for name in predict_run_names()
+        for kind in ("predictions.csv", "evaluation.md")
+    ]
+
+
+def predict_inputs(wildcards):
+    """The run's model file and every image under predict_dir (a new or edited image re-runs
+    the prediction)."""
+    return {
+        "model": f"{Setting.from_wildcards(wildcards).run_dir}/model.npz",
+        "images": [str(p) for p in PREDICT_FILES.images],
+    }
+
+
+# Checked once, when predict_dir is given (it belongs to one command): the folder, the runs to
+# predict with, and in strict mode every image, before any job, so that nothing is trained and
+# no earlier prediction is removed by a job that could only fail.
+PREDICT_FILES = None
+if config["predict_dir"] is not None:
+    from pcann.model.prediction import check_images_readable, list_predict_files
+
+    try:
+        PREDICT_FILES = list_predict_files(
+            config["predict_dir"], "config key predict_dir"
+        )
+        if workflow.is_main_process:
+            _predict_runs = predict_run_names()
+            check_predict_runs_trained(_predict_runs)
+            if config["predict_strict"]:
+                check_images_readable(
+                    PREDICT_FILES,
+                    [f"{RUNS_ROOT}/{name}/model.npz" for name in _predict_runs],
+                )
+    except PcannError as error:
+        stop(error)

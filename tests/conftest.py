@@ -70,14 +70,23 @@ def snakemake_command() -> list[str]:
     return [sys.executable, "-m", "snakemake"]
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600):
-    """Run snakemake in ``workdir``; on an unexpected exit code, fail with its output."""
+def snakemake_env(verbose: bool = False) -> dict[str, str]:
+    """The environment of a snakemake run: pcann's default terminal, or with ``verbose``
+    Snakemake's per-job output too (PCANN_VERBOSE=1), whatever the caller's environment says."""
+    env = {name: value for name, value in os.environ.items() if name != "PCANN_VERBOSE"}
+    return {**env, "PCANN_VERBOSE": "1"} if verbose else env
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600, verbose: bool = False):
+    """Run snakemake in ``workdir``; on an unexpected exit code, fail with its output. Tests that
+    read Snakemake's own output (job blocks, "Job stats") pass ``verbose``."""
     result = subprocess.run(
         [*snakemake_command(), *args],
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=snakemake_env(verbose),
     )
     if check and result.returncode != 0:
         pytest.fail(

@@ -17,13 +17,11 @@ from conftest import REPO, copy_workflow, make_dataset, run_snakemake, tiny_stud
 from pcann import PcannError
 from pcann.workflow.config import ConfigError, check_plan_fits_data
 from pcann.study.resources import estimated_seconds, schedule_estimates
+from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, per_run_outputs_mode, plotted_settings
 from pcann.study.grid import (
-    PER_RUN_OUTPUTS_AUTO_LIMIT,
     RUN_ID_TEMPLATE,
     WILDCARD_PATTERNS,
     Setting,
-    per_run_outputs_mode,
-    plotted_settings,
     shorter_runs,
     study_plan,
     swept_epochs,
@@ -190,7 +188,7 @@ def test_trainings_then_aggregation_then_run_figures(tmp_path):
     """Job priorities as a dry-run prints them: every training first (critical path), then the
     aggregation, which waits for all of them, beside the remaining per-run figure jobs."""
     config = tiny_study_config()
-    result = run_snakemake(copy_workflow(tmp_path, config), "--dry-run", "--cores", "1")
+    result = run_snakemake(copy_workflow(tmp_path, config), "--dry-run", "--cores", "1", verbose=True)
     priorities: dict[str, list[int]] = {}
     for block in re.split(r"^\[[^\]]+\]$", result.stdout, flags=re.M)[1:]:
         rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)[1]
@@ -217,7 +215,7 @@ def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str
     original = config_file.read_text()
     try:
         config_file.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
-        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", *args)
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", *args, verbose=True)
     finally:
         config_file.write_text(original)
     output = result.stdout + result.stderr
@@ -408,7 +406,7 @@ def test_a_changed_added_or_removed_image_reloads_the_images_and_nothing_else_do
     replace = ("--config", "replace_results=True")
 
     def planned(*args):
-        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", target, *args)
+        result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", target, *args, verbose=True)
         output = result.stdout + result.stderr
         assert str(data) not in output  # planning names no image
         return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M) if m[1] != "total"})

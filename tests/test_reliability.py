@@ -38,7 +38,7 @@ from pcann import PcannError
 from pcann.io import OutputError, atomic_path, load_npz, save_csv, save_json, save_npz, save_text
 
 TRACEBACK = "Traceback (most recent call last)"
-#: The header Snakemake prints when it starts a job of rule train.
+#: The header Snakemake prints when it starts a job of rule train (with PCANN_VERBOSE=1 only).
 TRAIN_JOB_STARTED = re.compile(r"^\s*(?:local)?rule train:", re.M)
 #: Temporary files of pcann.io.atomic_path: hidden, with ".tmp" before the suffix.
 TEMP_FILE = re.compile(r"^\..+\.tmp(\.[^.]+)?$")
@@ -57,7 +57,7 @@ def metrics_files(workdir: Path) -> list[Path]:
 
 def planned_jobs(workdir: Path) -> Counter:
     """Jobs a dry-run would execute now, by rule (empty when there is nothing to do)."""
-    output = output_of(run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1"))
+    output = output_of(run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", verbose=True))
     if "Nothing to be done" in output:
         return Counter()
     table = output.split("Job stats:", 1)[1]
@@ -325,7 +325,7 @@ def test_bad_input_stops_before_training_and_names_the_problem(tmp_path, case):
     config, args, expected = prepare(data, tiny_study_config(data_dir=str(data)), tmp_path)
     workdir = copy_workflow(tmp_path / "wf", config)
 
-    result = run_snakemake(workdir, "--cores", "2", *args, check=False)
+    result = run_snakemake(workdir, "--cores", "2", *args, check=False, verbose=True)
 
     output = output_of(result)
     assert result.returncode != 0, output[-3000:]
@@ -649,11 +649,11 @@ def kill_study(tmp_path_factory):
     for pid, _ in survivors:  # ours: a job that outlived its snakemake
         os.kill(pid, signal.SIGKILL)
 
-    rerun = run_snakemake(workdir, "--cores", "2", check=False)
+    rerun = run_snakemake(workdir, "--cores", "2", check=False, verbose=True)
     study.stages["rerun"] = {"first": output_of(rerun), "unlocked": False}
     if rerun.returncode != 0 and "--unlock" in output_of(rerun):
         run_snakemake(workdir, "--unlock")
-        rerun = run_snakemake(workdir, "--cores", "2", check=False)
+        rerun = run_snakemake(workdir, "--cores", "2", check=False, verbose=True)
         study.stages["rerun"]["unlocked"] = True
     study.stages["rerun"].update(
         returncode=rerun.returncode,
@@ -919,7 +919,7 @@ def test_unwritable_results_folder_gives_a_clear_error(tmp_path, tmpfs, make, ca
     workdir = copy_workflow(tmp_path / "wf", tiny_study_config(data_dir=str(data)))
     make(tmpfs, workdir / "results")
 
-    result = run_snakemake(workdir, "--cores", "1", check=False)
+    result = run_snakemake(workdir, "--cores", "1", check=False, verbose=True)
 
     output = output_of(result)
     assert result.returncode != 0

@@ -180,6 +180,8 @@ class Snakemake:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so kill() reaches snakemake too
+                # these tests read Snakemake's per-job output (resources, group members, retries)
+                env={**os.environ, "PCANN_VERBOSE": "1"},
             )
 
     def kill(self):

@@ -243,6 +243,23 @@ def test_a_command_asking_for_other_data_stops_before_any_job(own_study, tmp_pat
 
 
 @pytest.mark.workflow
+def test_results_of_an_earlier_pcann_are_guarded_by_what_their_images_file_says(own_study, tmp_path):
+    workdir, data = own_study
+    earlier = tmp_path / "earlier"
+    shutil.copytree(workdir, earlier, ignore=shutil.ignore_patterns(".snakemake"))
+    (earlier / "results/study.yaml").unlink()
+    result = run_snakemake(earlier, "--dry-run", "--cores", "1", "--configfile", str(earlier / "my-study.yaml"),
+                           check=False)
+    message = output_of(result)
+    assert result.returncode == 1 and "results/ holds the study of a data folder (not recorded) (30 training " \
+        "and 12 test images), made by an earlier pcann" in message, message[-3000:]
+    assert "give the same data_dir as that study" in message and not FRAME.search(message)
+    result = run_snakemake(earlier, "--dry-run", "--cores", "1", "--configfile", str(earlier / "my-study.yaml"),
+                           "--config", f"data_dir={data}")
+    assert "Error" not in output_of(result)
+
+
+@pytest.mark.workflow
 def test_changed_images_stop_the_run_and_another_folder_keeps_both_studies(own_study, tmp_path):
     workdir, data = own_study
     changed = tmp_path / "changed"

@@ -55,9 +55,9 @@ def test_tables_carry_intervals_comparisons_and_the_seed_spread(demo_run):
 
 def test_a_five_seed_study_plans_every_replicate_and_its_comparisons(demo_run, tmp_path):
     workdir = copy_workflow(tmp_path, tiny_study_config(seeds=[1, 2, 3, 4, 5]))
-    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1")
+    result = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "1", verbose=True)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:", 1)[1], re.M))
-    single = run_snakemake(demo_run[0], "--dry-run", "--quiet", "rules", "--cores", "1", "--forceall")
+    single = run_snakemake(demo_run[0], "--dry-run", "--quiet", "rules", "--cores", "1", "--forceall", verbose=True)
     single_jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", single.stdout.split("Job stats:", 1)[1], re.M))
     assert int(jobs["train"]) == 5 * int(single_jobs["train"])
     assert jobs["compare_runs"] == jobs["study_tables"] == jobs["summary"] == "1"

@@ -53,6 +53,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pcann import PcannError
+from pcann.preprocessing.features import zscore
 from pcann.data.images import IMAGE_SUFFIXES, _describe, files_under, is_image_file, read_image
 from pcann.nn.network import logits as network_logits
 from pcann.nn.network import softmax
@@ -172,9 +173,7 @@ class Model:
         buffer = np.empty((min(rows, len(flat)), flat.shape[1]))
         for start in range(0, len(flat), rows):
             block = flat[start : start + rows]
-            z = buffer[: len(block)]
-            np.subtract(block, self.zscore_mean, out=z)
-            np.divide(z, self.zscore_scale, out=z)
+            z = zscore(block, self.zscore_mean, self.zscore_scale, out=buffer[: len(block)])
             out[start : start + rows] = z @ self.pca_components.T - offset
         return out
 

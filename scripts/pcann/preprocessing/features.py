@@ -41,6 +41,13 @@ PROTOCOLS = ("study", "train-only")
 SPLITS = ("study", "stratified")
 
 
+def zscore(X: np.ndarray, mean: np.ndarray, scale: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(X - mean) / scale`` in float64: the one z-score application, of the exact path and of
+    the model files (which pass a small ``out`` buffer to work a chunk of rows at a time)."""
+    z = np.subtract(X, mean, out=out, dtype=np.float64)
+    return np.divide(z, scale, out=z)
+
+
 def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
     """``(training, validation)`` sizes of a training folder of ``n`` images: the validation
     split is ``floor(val_fraction * n)`` images, whichever split method draws them."""
@@ -297,9 +304,6 @@ def fit_and_project(
     test_mean, test_scale = _test_statistics(stats)
     if solver == "exact":
         # z-scored as StandardScaler.transform does it (subtract, then divide, in float64)
-        def zscore(X, m, s):
-            return (np.asarray(X, dtype=np.float64) - m) / s
-
         zscored = {
             "train": zscore(train.X[train_idx], mean, scale),
             "val": zscore(train.X[val_idx], mean, scale),

@@ -24,10 +24,6 @@ WILDCARD_PATTERNS = {
     "seed": r"[0-9]+",
 }
 RUN_ID_TEMPLATE = "hidden={hidden}_epochs={epochs}_lr={lr}_batch={batch_size}_seed={seed}"
-#: ``per_run_outputs: auto`` draws every run's figures for studies of up to this many training runs,
-#: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
-#: time grows with the number of jobs (benchmarks/README.md, "Planning time").
-PER_RUN_OUTPUTS_AUTO_LIMIT = 250
 #: Plan rows whose runs are headline runs: the runs themselves and their protocol and
 #: component-count repeats.
 HEADLINE_TABLES = ("headline", "protocols", "components")
@@ -223,20 +219,6 @@ def _sort_key(value):
 def unique_settings(rows: list[PlanRow]) -> list[Setting]:
     """The distinct settings of a plan, in first-seen order: one training job each."""
     return list(dict.fromkeys(row.setting for row in rows))
-
-
-def per_run_outputs_mode(per_run_outputs: str, n_runs: int) -> str:
-    """What ``per_run_outputs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
-    if per_run_outputs == "auto":
-        return "all" if n_runs <= PER_RUN_OUTPUTS_AUTO_LIMIT else "headline"
-    return per_run_outputs
-
-
-def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
-    """The runs that get per-run figures under ``mode`` (``all`` or ``headline``)."""
-    if mode == "all":
-        return unique_settings(rows)
-    return unique_settings([row for row in rows if row.table in HEADLINE_TABLES])
 
 
 def swept_epochs(config: dict) -> set[int]:

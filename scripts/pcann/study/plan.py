@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass, replace
 
 from pcann.study.grid import (
+    HEADLINE_TABLES,
     PlanRow,
     Setting,
-    per_run_outputs_mode,
-    plotted_settings,
     shorter_runs,
     study_plan,
     swept_epochs,
@@ -51,6 +50,26 @@ COMPARISONS = {"protocols": "Preprocessing protocol", "components": "Number of P
 def _bounds(start: int, end: int, pieces: int) -> list[int]:
     """``pieces + 1`` epoch counts from ``start`` to ``end``, the pieces as equal as can be."""
     return [start + round(i * (end - start) / pieces) for i in range(pieces + 1)]
+
+
+#: ``per_run_outputs: auto`` draws every run's figures for studies of up to this many training runs,
+#: and only the headline runs' beyond: each figured run is a second job, and Snakemake's planning
+#: time grows with the number of jobs (benchmarks/README.md, "Planning time").
+PER_RUN_OUTPUTS_AUTO_LIMIT = 250
+
+
+def per_run_outputs_mode(per_run_outputs: str, n_runs: int) -> str:
+    """What ``per_run_outputs`` means for a study of ``n_runs`` training runs: ``all`` or ``headline``."""
+    if per_run_outputs == "auto":
+        return "all" if n_runs <= PER_RUN_OUTPUTS_AUTO_LIMIT else "headline"
+    return per_run_outputs
+
+
+def plotted_settings(rows: list[PlanRow], mode: str) -> list[Setting]:
+    """The runs that get per-run figures under ``mode`` (``all`` or ``headline``)."""
+    if mode == "all":
+        return unique_settings(rows)
+    return unique_settings([row for row in rows if row.table in HEADLINE_TABLES])
 
 
 def figure_files(stem: str) -> list[str]:

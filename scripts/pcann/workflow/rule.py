@@ -9,6 +9,7 @@ logging output, Python warnings and any traceback; BLAS/OpenMP threads are pinne
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from typing import Callable
@@ -16,6 +17,23 @@ from typing import Callable
 from pcann import PcannError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The environment variable that brings every job's INFO lines (and Snakemake's per-job output,
+#: pcann.workflow.terminal) back to the terminal; the jobs' log files get them always.
+VERBOSE_VARIABLE = "PCANN_VERBOSE"
+
+
+def verbose_requested(environ=os.environ) -> bool:
+    return environ.get(VERBOSE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class TerminalFilter(logging.Filter):
+    """A job's stderr, which the terminal shows for parallel jobs at once: warnings and errors
+    only, and not the demo-data banner that the main process has printed once already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pcann.data.demo import DEMO_BANNER
+
+        return record.levelno >= logging.WARNING and DEMO_BANNER not in record.getMessage()
 
 
 class RuleLogHandler(logging.FileHandler):
@@ -39,7 +57,10 @@ def configure_logging(log_path: str | None) -> logging.Logger:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    if not verbose_requested():
+        terminal.addFilter(TerminalFilter())
+    handlers: list[logging.Handler] = [terminal]
     if log_path:
         try:
             handlers.append(RuleLogHandler(log_path, mode="w"))

@@ -138,6 +138,9 @@ def data_identity(config: dict, data_dir, fingerprint: str | None, counts: dict)
 
 def describe_data(data: dict) -> str:
     """One phrase naming a dataset, e.g. ``/data/fruits (1470 training and 498 test images, read mode color)``."""
+    if data["folder"] == UNRECORDED_FOLDER:
+        name = "the embedded demo data" if data["demo"] is not None else "a data folder (not recorded)"
+        return f"{name} ({data['n_train']} training and {data['n_test']} test images)"
     if data["folder"] == "demo":
         demo = data.get("demo") or {}
         parts = [f"{demo.get('n_classes')} classes", f"{demo.get('image_size')} px",
@@ -153,7 +156,15 @@ def describe_data(data: dict) -> str:
 
 
 def data_differences(recorded: dict, current: dict) -> list[str]:
-    """What differs between two datasets, in words: the folder if it differs, else each field."""
+    """What differs between two datasets, in words: the folder if it differs, else each field.
+    Of a study made before the record existed (:func:`earlier_record`) only the kind of data
+    (demo or a folder) and the image counts are known, and compared."""
+    if recorded.get("folder") == UNRECORDED_FOLDER:
+        if (current["folder"] == "demo") != (recorded["demo"] is not None):
+            was = "demo" if recorded["demo"] is not None else "a data folder"
+            return [f"data {was} -> {current['folder']}"]
+        return [f"{key} {recorded[key]} -> {current.get(key)}" for key in ("n_train", "n_test")
+                if recorded[key] != current.get(key)]
     if recorded.get("folder") != current.get("folder"):
         return [f"data folder {recorded.get('folder')} -> {current.get('folder')}"]
     differences = []
@@ -167,6 +178,26 @@ def data_differences(recorded: dict, current: dict) -> list[str]:
     return differences
 
 
+#: The folder of a study made before results/study.yaml existed: not known.
+UNRECORDED_FOLDER = "a folder not recorded (results/ made by an earlier pcann)"
+
+
+def earlier_record() -> dict | None:
+    """What a ``results/`` made by an earlier pcann (no study.yaml) says of its data: demo or a
+    folder, and the image counts, from the loaded images' file; None when there is none."""
+    import numpy as np
+
+    from pcann.study.paths import IMAGES
+
+    if not Path(IMAGES).is_file():
+        return None
+    with np.load(IMAGES, allow_pickle=False) as archive:
+        demo = bool(str(archive["data_label"]))
+        counts = {"n_train": len(archive["y_train_folder"]), "n_test": len(archive["y_test"])}
+    data = {"folder": UNRECORDED_FOLDER, "demo": {} if demo else None, "read_mode": None, **counts}
+    return {"data": data, "written": "by an earlier pcann"}
+
+
 def check_same_data(record: dict, current: dict, results: str = RESULTS) -> None:
     """Stop, naming both datasets and the ways on, when ``current`` is not the recorded data."""
     recorded = record["data"]
@@ -175,7 +206,9 @@ def check_same_data(record: dict, current: dict, results: str = RESULTS) -> None
         return
     repeat = (
         "run the study on the embedded demo data again: drop data_dir"
-        if recorded["folder"] == "demo"
+        if recorded["folder"] == "demo" or recorded.get("demo") is not None
+        else "give the same data_dir as that study"
+        if recorded["folder"] == UNRECORDED_FOLDER
         else f"repeat --config data_dir={_shell_path(recorded['folder'])}"
         + (f" read_mode={recorded['read_mode']}" if recorded["read_mode"] != current["read_mode"] else "")
     )
