@@ -605,7 +605,7 @@ def test_trainings_are_packed_by_estimated_time_and_a_long_run_is_a_chain_of_job
     # the runs as targets: --until train would stop before the runs that continue another run
     runs = [f"results/runs/study/pca2/hidden=4_epochs={e}_lr={lr}_batch=8_seed=1/metrics.json"
             for e, lr in ((4000, 0.05), (4000, 0.5), (4000, 0.1), (4000, 0.2), (80000, 0.05))]  # fmt: skip
-    slurm = ("--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *SHORT_PARTITION, *runs)
+    slurm = (*runs, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *SHORT_PARTITION)
 
     dry = Snakemake(workdir, *slurm, "--dry-run", timeout=120).wait()
     assert dry.returncode == 0, dry
@@ -626,7 +626,7 @@ def test_trainings_are_packed_by_estimated_time_and_a_long_run_is_a_chain_of_job
     assert plain.returncode == 0, plain
     assert cluster.returncode == 0, cluster
     print(f"\npacked Slurm run {cluster.seconds:.0f} s")
-    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/group_(training\d+)/", cluster.output)
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/group_(training\d+)_train/", cluster.output)
     assert sorted(name for _, name in submitted) == sorted(printed), cluster
     for job_id, name in submitted:
         job = scontrol_job(job_id)
