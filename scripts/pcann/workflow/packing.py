@@ -198,7 +198,7 @@ def submissions_text(jobs: list[PackedJob], other_jobs: int, where: str) -> str:
     estimate = sum(job.estimate_seconds for job in jobs) / 3600
     runs = sum(len(job.members) for job in jobs)
     lines = [
-        f"Slurm submissions ({where}): {runs} training runs in {len(jobs)} jobs"
+        f"Slurm submissions ({where}): {runs} training runs in {len(jobs)} job{'s' * (len(jobs) != 1)}"
         + (f", and {other_jobs} other jobs" if other_jobs else "")
     ]
     for job in jobs:
