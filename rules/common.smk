@@ -332,9 +332,10 @@ def slurm_training_groups():
 
 def training_group(wildcards):
     """The Slurm group job of a training run (Snakemake asks only for cluster runs and dry
-    runs); none for runs outside the plan, for runs not on Slurm, and with slurm_job_minutes 0.
-    """
-    if not (SLURM_RUN and config["slurm_job_minutes"]):
+    runs); none for runs outside the plan, for runs not on Slurm, with slurm_job_minutes 0, and
+    inside a job: the Snakemake there runs the members it was given, and grouping them again
+    would hide how the plugin runs them (tests/test_slurm.py)."""
+    if not (workflow.is_main_process and SLURM_RUN and config["slurm_job_minutes"]):
         return None
     return slurm_training_groups().get(Setting.from_wildcards(wildcards).run_dir)
 
