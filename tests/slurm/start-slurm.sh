@@ -93,7 +93,8 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd.pid
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+# with accounting, the CPU time of every job step from /proc (sacct's TotalCPU; no cgroups here)
+JobAcctGatherType=jobacct_gather/$([ "$ACCT" = 1 ] && echo linux || echo none)
 AccountingStorageType=accounting_storage/$([ "$ACCT" = 1 ] && echo slurmdbd || echo none)
 # the munge socket for connections to slurmdbd (sacct, sacctmgr, slurmctld)
 AccountingStoragePass=$SOCK
