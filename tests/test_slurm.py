@@ -648,3 +648,26 @@ def test_trainings_are_packed_by_estimated_time_and_a_long_run_is_a_chain_of_job
     assert sorted(n for n in produced if not n.startswith(segment)) == sorted(expected)
     differing = [name for name in expected if produced[name] != expected[name]]
     assert not differing, f"differ between the local and the packed Slurm run: {differing}"
+
+
+def test_the_fruits_360_sized_study_plans_for_a_four_hour_partition(slurm_cluster, tmp_path):
+    """Issue #23: the shipped study on a Fruits-360-sized demo folder (131 classes, 100 x 100,
+    517 training images a class), through profiles/slurm on a partition of 4 hours and nothing
+    else: it plans (dry run), every job within MaxTime, its 5.8-hour run as a chain of jobs."""
+    workdir = copy_workflow(tmp_path / "fruits")  # the shipped config.yaml
+    fruits = {"demo": {"n_classes": 131, "n_train_per_class": 517, "n_test_per_class": 173, "image_size": 100}}
+    (workdir / "fruits.yaml").write_text(yaml.safe_dump(fruits))
+    run = Snakemake(
+        workdir, "--profile", "profiles/slurm", "--configfile", "fruits.yaml",
+        "--default-resources", "slurm_partition=long", "mem_mb=1000", "runtime=30", "--dry-run",
+        timeout=180,
+    ).wait()  # fmt: skip
+    assert run.returncode == 0, run
+    jobs = re.findall(r"^  (training\d+): (\d+) runs?, \d+ CPUs?, \d+ MB, limit ([\d.]+) (min|h): (.*)$", run.output, re.M)
+    assert re.search(rf"^Slurm submissions \(partition long, jobs of up to 60 min\): \d+ training runs in {len(jobs)} jobs", run.output, re.M), run  # fmt: skip
+    minutes = [float(value) * (60 if unit == "h" else 1) for _, _, value, unit, _ in jobs]
+    print(f"\n{len(jobs)} training jobs, limits {min(minutes):.0f}-{max(minutes):.0f} min")
+    assert max(minutes) <= 240, jobs
+    # the longest run ([512, 1024], 1000 epochs, batch 16: 346 min) is two jobs of 500 epochs
+    long_run = "study/pca2/hidden=512-1024_epochs={}_lr=0.005_batch=16_seed=1"
+    assert {long_run.format(500), long_run.format(1000)} <= {members for *_, members in jobs}, jobs

@@ -113,6 +113,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 # a second, non-default partition: tests check that slurm_partition reaches sbatch, and that
 # jobs over its limits stop the run (Slurm would leave them pending: EnforcePartLimits=NO)
 PartitionName=short Nodes=ALL Default=NO MaxTime=60 MaxMemPerNode=4000 State=UP
+# a 4-hour partition: the Fruits-360-sized study must plan for it with no other flag (issue #23)
+PartitionName=long Nodes=ALL Default=NO MaxTime=240 State=UP
 EOF
 chmod 644 "$CONF"
 mkdir -p /etc/slurm
