@@ -12,6 +12,7 @@
 #   hooks        check_predict_trains_nothing, record_study (the Snakefile's onstart)
 import difflib
 import functools
+import json
 import os
 import re
 import sys
@@ -194,6 +195,20 @@ PCA_SOLVER = pca_solver(config["pca_solver"], DATA_SIZE)
 # partition's MaxTime is trained as a chain of shorter runs; the main process reads MaxTime once
 # and every job's Snakemake gets it from the environment (pcann.workflow.packing).
 SLURM_RUN, SLURM_PARTITION = requested_partition(workflow)
+
+
+def trained_from(setting):
+    """The epoch a finished run continued from (0: from the start; its timing.json says), or
+    None for an unfinished one: a finished run keeps the chain it was trained with."""
+    if not os.path.exists(f"{setting.run_dir}/metrics.json"):
+        return None
+    try:
+        with open(f"{setting.run_dir}/timing.json") as timing:
+            return int(json.load(timing)["first_epoch"]) - 1
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 if workflow.is_main_process and SLURM_RUN:
     publish_max_minutes(SLURM_PARTITION)
 PLAN = StudyPlan(
@@ -201,7 +216,7 @@ PLAN = StudyPlan(
     N_TRAIN_FOLDER,
     N_CLASSES,
     max_job_minutes=max_minutes_published(),
-    finished=lambda setting: os.path.exists(f"{setting.run_dir}/metrics.json"),
+    trained_from=trained_from,
     # tests/test_slurm.py only: runs of seconds get the time limits of runs of minutes
     estimate_scale=float(os.environ.get("PCANN_ESTIMATE_SCALE", "1")),
 )

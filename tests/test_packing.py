@@ -170,9 +170,27 @@ def test_a_run_over_max_time_is_a_chain_of_segments_that_each_fit():
             assert [link.epochs for link in chain] == sorted((link.epochs for link in chain), reverse=True)
             assert all(plan.training_minutes(link) <= FOUR_HOURS for link in chain)
     assert any(run.hidden == (512, 1024) for run in split)
-    # a finished run is not split: its inputs stay those it was trained with
-    done = StudyPlan(shipped_config(), *FRUITS_360, max_job_minutes=FOUR_HOURS, finished=lambda s: True)
-    assert done.segments == [] and done.continued == StudyPlan(shipped_config(), *FRUITS_360).continued
+
+
+def test_a_finished_run_keeps_the_chain_it_was_trained_with_whatever_the_max_time():
+    """Snakemake re-runs a job whose inputs changed: a run trained as a chain on Slurm must keep
+    its chain locally (no MaxTime) and on another partition, and one trained in one go none."""
+    on_slurm = StudyPlan(shipped_config(), *FRUITS_360, max_job_minutes=FOUR_HOURS)
+    start = {run: (on_slurm.continued[run].epochs if run in on_slurm.continued else 0) for run in on_slurm.settings + on_slurm.segments}
+
+    def trained_from(setting):  # every run finished, as on_slurm trained it
+        return start.get(setting)
+
+    for max_minutes in (None, 60, FOUR_HOURS):
+        again = StudyPlan(shipped_config(), *FRUITS_360, max_job_minutes=max_minutes, trained_from=trained_from)
+        assert sorted(again.segments) == sorted(on_slurm.segments)
+        assert again.continued == on_slurm.continued
+    plain = StudyPlan(shipped_config(), *FRUITS_360)
+    in_one_go = {run: (plain.continued[run].epochs if run in plain.continued else 0) for run in plain.settings}
+    local_then_slurm = StudyPlan(
+        shipped_config(), *FRUITS_360, max_job_minutes=FOUR_HOURS, trained_from=in_one_go.get
+    )
+    assert local_then_slurm.segments == [] and local_then_slurm.continued == plain.continued
 
 
 def test_the_published_max_time_is_read_back_by_every_job():

@@ -648,6 +648,10 @@ def test_trainings_are_packed_by_estimated_time_and_a_long_run_is_a_chain_of_job
     assert sorted(n for n in produced if not n.startswith(segment)) == sorted(expected)
     differing = [name for name in expected if produced[name] != expected[name]]
     assert not differing, f"differ between the local and the packed Slurm run: {differing}"
+    # the chain stays the run's inputs: nothing to redo, on Slurm or locally (no MaxTime there)
+    for again in (slurm, (*runs, "--cores", "2")):
+        check = Snakemake(workdir, *again, "--dry-run", timeout=120).wait()
+        assert check.returncode == 0 and "Nothing to be done" in check.output, check
 
 
 def test_the_fruits_360_sized_study_plans_for_a_four_hour_partition(slurm_cluster, tmp_path):

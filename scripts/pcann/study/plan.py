@@ -109,7 +109,7 @@ class StudyPlan:
         n_train_folder: int,
         n_classes: int = 3,
         max_job_minutes: int | None = None,
-        finished=lambda setting: False,
+        trained_from=lambda setting: None,
         estimate_scale: float = 1.0,
     ):
         self.protocol = config["protocol"]
@@ -133,11 +133,12 @@ class StudyPlan:
         #: time limits of runs of minutes; see common.smk)
         self.estimate_scale = estimate_scale
         #: Runs cut into a chain of shorter runs, each continuing the one before, so that every
-        #: job fits ``max_job_minutes`` (a Slurm partition's MaxTime); not split once finished
-        #: (``finished(setting)``), so that a finished run's inputs never change.
+        #: job fits ``max_job_minutes`` (a Slurm partition's MaxTime). A finished run keeps the
+        #: chain it was trained with, whatever the MaxTime (``trained_from(setting)``: the epoch
+        #: a finished run continued from, None for an unfinished one): Snakemake re-runs a job
+        #: whose inputs change.
         self.segments: list[Setting] = []
-        if max_job_minutes:
-            self._split_long_runs(max_job_minutes, finished)
+        self._split_long_runs(max_job_minutes, trained_from)
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: (own * estimate_scale, path * estimate_scale)
@@ -162,17 +163,21 @@ class StudyPlan:
 
     # --- training runs ----------------------------------------------------------------------
 
-    def _split_long_runs(self, max_minutes: int, finished) -> None:
+    def _split_long_runs(self, max_minutes: int | None, trained_from) -> None:
         """Cut every unfinished run whose time limit exceeds ``max_minutes`` into the fewest
         segments that each fit: runs of the same setting at intermediate epochs, each continuing
         the one before, as an epochs sweep continues its shorter runs (byte for byte the same
-        result as one uninterrupted run; tests/test_packing.py)."""
+        result as one uninterrupted run; tests/test_slurm.py). A finished run keeps the segments
+        it was trained with (see __init__)."""
         continued = dict(self.continued)
         planned = set(self.settings)
         for setting in self.settings:
             start = continued[setting].epochs if setting in continued else 0
             epochs = setting.epochs - start
-            if finished(setting) or self._limit(setting, epochs) <= max_minutes:
+            if trained_from(setting) is not None:
+                self._keep_trained_chain(setting, start, continued, planned, trained_from)
+                continue
+            if not max_minutes or self._limit(setting, epochs) <= max_minutes:
                 continue
             # the estimate has a fixed start-up and a floor: more pieces may be needed
             pieces = math.ceil(self._limit(setting, epochs) / max_minutes)
@@ -194,6 +199,20 @@ class StudyPlan:
                 previous = segment
             continued[setting] = previous
         self.continued = continued
+
+    def _keep_trained_chain(self, setting, start, continued, planned, trained_from) -> None:
+        """Plan the segments a finished run was trained from, as their runs' records say."""
+        chain, link = [], setting
+        while (begun := trained_from(link)) is not None and begun > start:
+            link = replace(setting, epochs=begun)
+            chain.append(link)
+        parent = continued.get(setting)
+        for later, earlier in zip([setting] + chain, chain):
+            continued[later] = earlier
+            if earlier not in planned and earlier not in self.segments:
+                self.segments.append(earlier)
+        if chain and parent is not None:
+            continued[chain[-1]] = parent
 
     def _limit(self, setting: Setting, epochs: int) -> int:
         seconds = estimated_seconds(setting, epochs=epochs, **self._sizes)
