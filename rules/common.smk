@@ -44,6 +44,7 @@ from pcann.study.paths import (  # noqa: E402
     LOGS,
     MODEL_FILES_TABLE,
     PREDICTIONS_ROOT,
+    REPORT_FRONT,
     RESULTS,
     RUNS_ROOT,
     RUNS_TABLE,
