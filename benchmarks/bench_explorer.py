@@ -173,8 +173,8 @@ def main():
                 top = box["y"] + box["height"] * (0.1 + 0.05 * (index % 4))
                 drag(driver, box["x"] + box["width"] / 2, top, top + box["height"] * 0.5)
                 time.sleep(0.3)
-                shown = driver.execute_script("return document.querySelectorAll('#runs tbody tr').length")
-                print(f"  brush {index + 1} on {axes[index % len(axes)]}: {shown} of {len(runs)} rows")
+                shown = driver.execute_script("return document.getElementById('count').textContent")
+                print(f"  brush {index + 1} on {axes[index % len(axes)]}: {shown}")
             time.sleep(0.5)
             latencies = np.array(driver.execute_script("return window.latencies"))
         finally:

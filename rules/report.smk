@@ -1,4 +1,5 @@
-# Aggregation: the study's tables, comparison figures, and the summary. All run locally.
+# Aggregation: the study's tables, comparison figures, the summary (and the report's first page) and
+# the results explorer. All run locally.
 
 
 rule collect_metrics:
@@ -205,7 +206,9 @@ rule explorer:
         runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
         figures=[
-            path for files in PLAN.explorer_figures().values() for path in files.values()
+            path
+            for files in PLAN.explorer_figures().values()
+            for path in files.values()
         ],
     output:
         report(

@@ -178,7 +178,7 @@ def _table_runs(browser) -> list[str]:
 
 
 #: Where an axis of the explorer lies on the page: its group in Vega's scene graph, offset by
-#: the view's origin and the canvas's place.
+#: the view's padding and origin and the canvas's place.
 AXIS_BOX = """
 const view = window.explorerView, target = arguments[0];
 function walk(mark, ox, oy) {
@@ -192,9 +192,12 @@ function walk(mark, ox, oy) {
   }
   return null;
 }
-const box = walk(view.scenegraph().root, 0, 0), origin = view.origin();
+const box = walk(view.scenegraph().root, 0, 0), origin = view.origin(), padding = view.padding();
 const canvas = document.querySelector("#chart canvas").getBoundingClientRect();
-return {x: canvas.left + origin[0] + box.x, y: canvas.top + origin[1] + box.y, width: box.width, height: box.height};
+return {
+  x: canvas.left + padding.left + origin[0] + box.x, y: canvas.top + padding.top + origin[1] + box.y,
+  width: box.width, height: box.height,
+};
 """
 
 

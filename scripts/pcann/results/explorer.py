@@ -10,6 +10,7 @@ shows the selected run's figures. docs/explorer.md says why this library and wha
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -116,7 +117,17 @@ def thumbnail(path, width: int) -> str:
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def explorer_chart(rows: list[dict]):
+def _axis_scale(kind: str):
+    """An axis's scale: log or linear, the extreme runs a few pixels inside its ends, where a
+    brush dragged from beyond the end takes them in."""
+    import altair as alt
+
+    if kind == "log":
+        return alt.Scale(type="log", nice=False, padding=8)
+    return alt.Scale(zero=False, nice=False, padding=8)
+
+
+def explorer_chart():
     """The Altair chart: one brushable vertical axis per column of AXES (an interval brush each;
     brushes on several axes intersect), and a scatter whose two columns are chosen in the page."""
     import altair as alt
@@ -133,7 +144,7 @@ def explorer_chart(rows: list[dict]):
             alt.Chart(data, name=f"axis_{column}", width=46, height=260)
             .mark_tick(thickness=2, size=18)
             .encode(
-                y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(type=scale, nice=False) if scale == "log" else alt.Scale(zero=False, nice=False)),
+                y=alt.Y(f"{column}:Q", title=title, scale=_axis_scale(scale)),
                 color=color,
                 tooltip=[alt.Tooltip("folder:N"), alt.Tooltip(f"{column}:Q")],
             )
@@ -156,7 +167,7 @@ def explorer_chart(rows: list[dict]):
         )
         .add_params(x_field, y_field)
     )
-    chart = alt.hconcat(alt.hconcat(*axes, spacing=14), scatter, spacing=40).configure_view(stroke=None)
+    chart = alt.hconcat(alt.hconcat(*axes, spacing=14), scatter, spacing=40).configure_view(stroke=None, fill="white")
     return chart
 
 
@@ -168,7 +179,8 @@ def _json(value) -> str:
 
 def _clean(value):
     if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
+        # six significant digits: a page of 1,000 runs stays small, every shown digit is kept
+        return None if not np.isfinite(value) else float(f"{value:.6g}")
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.bool_):
@@ -176,24 +188,34 @@ def _clean(value):
     return value
 
 
-def page_rows(frame: pd.DataFrame) -> list[dict]:
-    return [{key: _clean(value) for key, value in record.items()} for record in frame.to_dict("records")]
+def page_columns(frame: pd.DataFrame) -> dict:
+    """The runs by column (``columns``, then one list of values per run): the page makes one
+    object per run of them, and the names are written once instead of once per run."""
+    return {
+        "columns": list(frame.columns),
+        "values": [[_clean(value) for value in row] for row in frame.itertuples(index=False)],
+    }
+
+
+@functools.cache
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed in one script, as vl-convert ships them (no download)."""
+    import vl_convert
+
+    return vl_convert.javascript_bundle().replace("</script", "<\\/script")
 
 
 def render_page(frame: pd.DataFrame, figures: dict[str, dict[str, str]], title: str, note: str = "") -> str:
     """The whole page: the chart's spec and runs as JSON, the inlined Vega bundle, the table
     script, and ``figures`` (run folder -> {"curves", "confusion"} data URIs)."""
-    import vl_convert
-
-    rows = page_rows(frame)
-    spec = explorer_chart(rows).to_dict()
+    spec = explorer_chart().to_dict()
     template = (Path(__file__).with_name("explorer.html")).read_text()
     replacements = {
         "{{TITLE}}": html.escape(title),
         "{{NOTE}}": html.escape(note),
-        "{{BUNDLE}}": vl_convert.javascript_bundle().replace("</script", "<\\/script"),
+        "{{BUNDLE}}": vega_bundle(),
         "{{SPEC}}": _json(spec),
-        "{{ROWS}}": _json(rows),
+        "{{ROWS}}": _json(page_columns(frame)),
         "{{FIGURES}}": _json(figures),
         "{{MARK}}": html.escape(SIGNIFICANT_MARK),
     }
