@@ -90,13 +90,13 @@ def _wait_for(condition, timeout=20.0):
     raise AssertionError("the report did not show what was expected in time")
 
 
-def test_report_lists_the_five_categories(report, browser):
+def test_report_lists_the_six_categories(report, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(report.as_uri())
     _wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='sweeps']"))
     text = browser.find_element(By.TAG_NAME, "body").text
-    for category in ("data", "PCA", "runs", "sweeps", "evaluation"):
+    for category in ("data", "PCA", "runs", "sweeps", "evaluation", "results"):
         assert category in text.split("\n"), f"category {category!r} missing from the report menu"
 
 
@@ -282,3 +282,16 @@ def test_the_explorer_opens_inside_the_report(report, explorer, browser):
         assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
     finally:
         browser.switch_to.default_content()
+
+
+def test_the_report_opens_on_the_results_with_a_way_into_the_explorer(report, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.as_uri())
+    heading = _wait_for(lambda: browser.find_elements(By.XPATH, "//h3[text()='Headline runs']"))[0]
+    assert heading.location["y"] >= 0  # the page's top is not cut off above the screen
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "training runs; 0 diverged" in text and "no value differs from the baseline" in text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#rulegraph, .rulegraph")  # not the rule graph
+    browser.find_element(By.LINK_TEXT, "explorer.html").click()
+    _wait_for(lambda: "explorer: every run" in browser.find_element(By.TAG_NAME, "body").text)

@@ -43,6 +43,8 @@ AXES = {
     "test_accuracy": ("test", "linear"),
     "difference": ("Δ test", "linear"),
 }
+#: The axes of settings, whose few values are their ticks.
+AXIS_TICKS_AT_VALUES = ("n_components", "hidden_units", "epochs", "lr", "batch_size", "seed")
 #: Thumbnail widths tried in turn until the page fits MAX_PAGE_BYTES (curves; confusion half).
 THUMBNAIL_WIDTHS = (360, 280, 200, 150)
 
@@ -127,7 +129,18 @@ def _axis_scale(kind: str):
     return alt.Scale(zero=False, nice=False, padding=8)
 
 
-def explorer_chart():
+def _axis(frame, column):
+    """Ticks at the values a setting takes, when it takes a few: a log axis of epochs 10-20
+    otherwise labels 11, 12, ... 19, which no run has."""
+    import altair as alt
+
+    values = sorted(frame[column].dropna().unique()) if frame is not None and column in AXIS_TICKS_AT_VALUES else []
+    if 0 < len(values) <= 12:
+        return alt.Axis(values=[_clean(value) for value in values], format="~g")
+    return alt.Axis(format="~g")
+
+
+def explorer_chart(frame: pd.DataFrame | None = None):
     """The Altair chart: one brushable vertical axis per column of AXES (an interval brush each;
     brushes on several axes intersect), and a scatter whose two columns are chosen in the page."""
     import altair as alt
@@ -144,7 +157,7 @@ def explorer_chart():
             alt.Chart(data, name=f"axis_{column}", width=46, height=260)
             .mark_tick(thickness=2, size=18)
             .encode(
-                y=alt.Y(f"{column}:Q", title=title, scale=_axis_scale(scale)),
+                y=alt.Y(f"{column}:Q", title=title, scale=_axis_scale(scale), axis=_axis(frame, column)),
                 color=color,
                 tooltip=[alt.Tooltip("folder:N"), alt.Tooltip(f"{column}:Q")],
             )
@@ -208,7 +221,7 @@ def vega_bundle() -> str:
 def render_page(frame: pd.DataFrame, figures: dict[str, dict[str, str]], title: str, note: str = "") -> str:
     """The whole page: the chart's spec and runs as JSON, the inlined Vega bundle, the table
     script, and ``figures`` (run folder -> {"curves", "confusion"} data URIs)."""
-    spec = explorer_chart().to_dict()
+    spec = explorer_chart(frame).to_dict()
     template = (Path(__file__).with_name("explorer.html")).read_text()
     replacements = {
         "{{TITLE}}": html.escape(title),
