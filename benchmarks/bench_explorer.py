@@ -130,6 +130,16 @@ def drag(driver, x, y0, y1, steps=12):
     actions.perform()
 
 
+def open_page(driver, path):
+    driver.get(path.resolve().as_uri())
+    deadline = time.monotonic() + 60
+    while not driver.execute_script("return !!window.explorerView"):
+        if time.monotonic() > deadline:
+            sys.exit("the page did not draw its chart within 60 s")
+        time.sleep(0.2)
+    driver.execute_script(PROBE)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -159,26 +169,23 @@ def main():
         print(f"{len(runs)} runs: page {len(page.encode()) / 1e6:.2f} MB, built in {built:.1f} s")
 
         driver = browser()
+        measured = []
         try:
-            driver.get(path.resolve().as_uri())
-            deadline = time.monotonic() + 60
-            while not driver.execute_script("return !!window.explorerView"):
-                if time.monotonic() > deadline:
-                    sys.exit("the page did not draw its chart within 60 s")
-                time.sleep(0.2)
-            driver.execute_script(PROBE)
             axes = list(AXES)
             for index in range(args.drags):
-                box = driver.execute_script(AXIS_BOX, f"axis_{axes[index % len(axes)]}_group")
+                # a fresh page for every brush: each one filters all 1,000 runs
+                open_page(driver, path)
+                axis = axes[index % len(axes)]
+                box = driver.execute_script(AXIS_BOX, f"axis_{axis}_group")
                 top = box["y"] + box["height"] * (0.1 + 0.05 * (index % 4))
                 drag(driver, box["x"] + box["width"] / 2, top, top + box["height"] * 0.5)
-                time.sleep(0.3)
+                time.sleep(0.5)
                 shown = driver.execute_script("return document.getElementById('count').textContent")
-                print(f"  brush {index + 1} on {axes[index % len(axes)]}: {shown}")
-            time.sleep(0.5)
-            latencies = np.array(driver.execute_script("return window.latencies"))
+                print(f"  brush {index + 1} on {axis}: {shown}")
+                measured += driver.execute_script("return window.latencies")
         finally:
             driver.quit()
+        latencies = np.array(measured)
     if not len(latencies):
         sys.exit("no table update was measured")
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
