@@ -15,6 +15,7 @@ import html
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +80,12 @@ def explorer_runs(runs: pd.DataFrame, comparisons: pd.DataFrame, plan: list[dict
         frame[f"{column}_low"] = [low for low, _ in intervals]
         frame[f"{column}_high"] = [high for _, high in intervals]
 
-    compared = comparisons.drop_duplicates("run_dir").set_index("run_dir")
-    frame["difference"] = frame["run_dir"].map(compared["difference"]) if len(compared) else math.nan
-    frame["difference_low"] = frame["run_dir"].map(compared["low"]) if len(compared) else math.nan
-    frame["difference_high"] = frame["run_dir"].map(compared["high"]) if len(compared) else math.nan
-    p_holm = frame["run_dir"].map(compared["p_holm"]) if len(compared) else pd.Series(math.nan, frame.index)
-    frame["p_holm"] = p_holm
-    frame["significant"] = p_holm.lt(ALPHA)
+    # each run's comparison with its sweep's baseline (its seed's, as compare_runs pairs them)
+    compared = comparisons.drop_duplicates("run_dir").set_index("run_dir").reindex(frame["run_dir"])
+    for column, source in (("difference", "difference"), ("difference_low", "low"),
+                           ("difference_high", "high"), ("p_holm", "p_holm")):
+        frame[column] = compared[source].to_numpy(dtype=float)
+    frame["significant"] = frame["p_holm"].lt(ALPHA)
     frame["baseline"] = frame["run_dir"].isin(baselines)
 
     groups = frame.groupby(list(SETTING_COLUMNS), sort=False)["test_accuracy"]
@@ -93,7 +93,7 @@ def explorer_runs(runs: pd.DataFrame, comparisons: pd.DataFrame, plan: list[dict
     frame["setting_test_min"] = groups.transform("min")
     frame["setting_test_max"] = groups.transform("max")
     frame["setting"] = groups.ngroup()
-    frame["folder"] = frame["run_dir"].map(lambda run: str(Path(run).relative_to(RUNS_ROOT)) if run.startswith(RUNS_ROOT) else run)
+    frame["folder"] = frame["run_dir"].map(lambda run: os.path.relpath(run, RUNS_ROOT))
     # Seeds of one setting side by side: the plan's order of settings, then the seed.
     frame = frame.sort_values(["setting", "seed"], kind="stable").reset_index(drop=True)
     columns = [
