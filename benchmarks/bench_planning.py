@@ -2,16 +2,17 @@
 
 Each grid is one network whose learning-rate sweep has N - 1 values, so the study has N training
 runs, plus one per-run figure job for each run that gets figures. The grids keep the workflow's
-default `per_run_outputs` (auto) unless --plot-runs sets it. For scale, a bare Snakefile with the same
+default `per_run_outputs` (auto) unless --per-run-outputs sets it. For scale, a bare Snakefile with the same
 number of trivial jobs is planned too, in the same run, and the ratio printed. Times are the
 best of --repeat dry-runs.
 
-    python benchmarks/bench_planning.py [--sizes 100 1000 5000] [--plot-runs auto|all|headline]
+    python benchmarks/bench_planning.py [--sizes 100 1000 5000] [--per-run-outputs auto|all|headline]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -59,7 +60,8 @@ rule one:
 def timed(cmd, cwd) -> tuple[float, dict[str, int]]:
     """Wall time of a dry-run, and its planned jobs by rule."""
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    # Snakemake's "Job stats" table, which pcann's default terminal hides, counts the jobs
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PCANN_VERBOSE": "1"})
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{result.stderr[-3000:]}")
@@ -71,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument(
-        "--plot-runs", choices=["auto", "all", "headline"], default=None,
+        "--per-run-outputs", choices=["auto", "all", "headline"], default=None,
         help="per-run figures; default: the workflow's default (auto)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="best of this many dry-runs")

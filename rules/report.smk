@@ -1,4 +1,5 @@
-# Aggregation: the study's tables, comparison figures, and the summary. All run locally.
+# Aggregation: the study's tables, comparison figures, the summary (and the report's first page) and
+# the results explorer. All run locally.
 
 
 rule collect_metrics:
@@ -171,8 +172,15 @@ rule summary:
         spectrum=PLAN.spectrum_file(),
         figures=rules.study_figures.output,
         evaluation=PLAN.evaluation_summary_files(),
+        tables_html=PLAN.table_files("html"),
     output:
         SUMMARY,
+        front=report(
+            REPORT_FRONT,
+            caption="../report/front.rst",
+            category="results",
+            labels={"content": "summary"},
+        ),
     log:
         f"{LOGS}/summary.log",
     priority: AGGREGATION_PRIORITY
@@ -191,3 +199,37 @@ rule summary:
         n_components=config["n_components"],
     script:
         "../scripts/summary.py"
+
+
+rule explorer:
+    input:
+        runs=RUNS_TABLE,
+        comparisons=PLAN.comparisons_file(),
+        figures=[
+            path
+            for files in PLAN.explorer_figures().values()
+            for path in files.values()
+        ],
+    output:
+        report(
+            PLAN.explorer_file(),
+            caption="../report/explorer.rst",
+            category="results",
+            labels={"content": "explorer: every run"},
+        ),
+    log:
+        f"{LOGS}/explorer.log",
+    priority: AGGREGATION_PRIORITY
+    localrule: True
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        plan=PLAN.records(),
+        figures=PLAN.explorer_figures(),
+        headline=[row.setting.run_dir for row in PLAN.headline],
+    script:
+        "../scripts/explorer.py"

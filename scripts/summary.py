@@ -1,6 +1,8 @@
 """Rule summary: results/summary.md, the study's tables and figures on one page."""
 
+import html
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -40,8 +42,10 @@ def main(smk):
     tables = dict(zip(smk.params.names, smk.input.tables))
     sweeps = {name: pd.read_csv(path) for name, path in zip(smk.params.names, smk.input.table_csvs)
               if name.startswith("sweep")}
+    overview = lines[2:]
+    sentences = findings(sweeps, pd.read_csv(smk.input.seed_spread_csv), smk.params.protocol)
     lines += ["## What holds up", ""]
-    lines += findings(sweeps, pd.read_csv(smk.input.seed_spread_csv), smk.params.protocol)
+    lines += sentences
     lines += ["", "## Tables", ""]
     for name in order:
         lines += [Path(tables[name]).read_text(), ""]
@@ -53,6 +57,33 @@ def main(smk):
         lines.append("")
     lines += evaluation_section(smk.input.get("evaluation", []), out_dir)
     save_text(smk.output[0], "\n".join(lines))
+    headline = [path for path in smk.input.tables_html if Path(path).stem == order[0]] if order else []
+    save_text(smk.output.front, report_front(overview, sentences, headline))
+
+
+def _markdown_line(text):
+    """One line of the summary's Markdown as HTML: its bold, code and list marks."""
+    text = html.escape(text.strip().removeprefix("> "))
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return text
+
+
+def report_front(overview, sentences, headline_tables):
+    """The report's first page: the summary's overview, the first table (the headline runs)
+    taken from its HTML file, and the summary's sentences."""
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>Results</title></head><body>"]
+    paragraphs = [line for line in overview if line and not line.startswith("- ")]
+    bullets = [line[2:] for line in overview if line.startswith("- ")]
+    parts += [f"<p>{_markdown_line(line)}</p>" for line in paragraphs]
+    for path in headline_tables:
+        table = re.search(r"<h3>.*?</table>", Path(path).read_text(), re.S)
+        if table:
+            parts.append(table.group(0))
+    parts += ["<ul>", *[f"<li>{_markdown_line(line)}</li>" for line in bullets + [
+        s[2:] if s.startswith("- ") else s for s in sentences if s.strip()]], "</ul>"]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
 
 
 def evaluation_section(paths, out_dir):

@@ -75,3 +75,16 @@ def test_study_benchmark_counts_the_products_of_the_epochs_each_job_trained(tmp_
     # eval_every 2, continued after epoch 2: epochs 3, 4, 5 trained; the history holds the
     # shorter run's row of epoch 2, and this job's of 4 (every 2nd) and 5 (the last)
     assert bench_study.training_flops(run("continued", 3, 5, [2, 4, 5])) == 3 * 10 * 138 + 2 * 15 * 54
+
+
+def test_explorer_benchmark_brushes_a_generated_study_and_times_the_table():
+    import os
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if os.environ.get("PCANN_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromium-driver are not installed, and PCANN_REQUIRE_BROWSER is set")
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    out = run_benchmark("bench_explorer.py", "--runs", "60", "--drags", "2")
+    assert out.startswith("60 runs: page ") and "brush 2 on hidden_units: " in out
+    assert "mouse move -> table rows in the page: median " in out and "CPU: " in out

@@ -227,7 +227,7 @@ def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str
 
 
 AGGREGATION = {"collect_metrics", "compare_runs", "study_tables", "study_figures", "summary", "all", "plot_run",
-               "export_model", "evaluate_run", "model_files_table"}  # and the new runs' figures, model files
+               "export_model", "evaluate_run", "model_files_table", "explorer"}  # and the new runs' figures, model files
 
 
 @pytest.fixture(scope="module")

@@ -685,7 +685,7 @@ def test_after_a_kill_only_the_killed_training_job_is_planned(kill_study, stage)
     assert planned["train"] == 1, planned
     assert set(planned) <= {"train", "plot_run", "plot_pca", "collect_metrics", "compare_runs", "study_tables",
                             "study_figures", "summary", "plot_samples", "export_model", "evaluate_run",
-                            "model_files_table", "all"}, planned
+                            "model_files_table", "explorer", "all"}, planned
 
 
 @pytest.mark.workflow

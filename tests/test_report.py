@@ -46,6 +46,8 @@ def browser(tmp_path_factory):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    # the console's messages and every network request, for the explorer's offline checks
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_window_size(1400, 1000)
     yield driver
@@ -88,13 +90,13 @@ def _wait_for(condition, timeout=20.0):
     raise AssertionError("the report did not show what was expected in time")
 
 
-def test_report_lists_the_five_categories(report, browser):
+def test_report_lists_the_six_categories(report, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(report.as_uri())
     _wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='sweeps']"))
     text = browser.find_element(By.TAG_NAME, "body").text
-    for category in ("data", "PCA", "runs", "sweeps", "evaluation"):
+    for category in ("data", "PCA", "runs", "sweeps", "evaluation", "results"):
         assert category in text.split("\n"), f"category {category!r} missing from the report menu"
 
 
@@ -139,3 +141,157 @@ def test_a_confusion_matrix_renders_in_the_evaluation_category(report, browser):
     _open_category(browser, report, "evaluation")
     _show(browser, "confusion matrix")
     assert _shown_png_width(browser) > 300
+
+
+# --- the results explorer ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def explorer(tiny_study):
+    import pandas as pd
+
+    workdir, _, _ = tiny_study
+    return workdir / "results" / "explorer.html", pd.read_csv(workdir / "results" / "tables" / "runs.csv")
+
+
+@pytest.fixture
+def offline(browser):
+    """The browser with its network switched off: a request for anything would fail."""
+    browser.execute_cdp_cmd("Network.enable", {})
+    conditions = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, **conditions})
+    browser.get_log("browser"), browser.get_log("performance")  # start both logs afresh
+    yield browser
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": False, **conditions})
+
+
+def _open_explorer(browser, path, n_runs):
+    browser.get(path.as_uri())
+    _wait_for(lambda: browser.execute_script(
+        "return window.explorerView && document.getElementById('count').textContent"
+    ) == f"{n_runs} of {n_runs} runs")
+
+
+def _table_runs(browser) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#runs tbody tr')].map(tr => tr.dataset.run)"
+    )
+
+
+#: Where an axis of the explorer lies on the page: its group in Vega's scene graph, offset by
+#: the view's padding and origin and the canvas's place.
+AXIS_BOX = """
+const view = window.explorerView, target = arguments[0];
+function walk(mark, ox, oy) {
+  for (const item of mark.items || []) {
+    const x = ox + (item.x || 0), y = oy + (item.y || 0);
+    if (mark.name === target) return {x: x, y: y, width: item.width, height: item.height};
+    if (mark.marktype === "group") for (const child of item.items || []) {
+      const found = walk(child, x, y);
+      if (found) return found;
+    }
+  }
+  return null;
+}
+const box = walk(view.scenegraph().root, 0, 0), origin = view.origin(), padding = view.padding();
+const canvas = document.querySelector("#chart canvas").getBoundingClientRect();
+return {
+  x: canvas.left + padding.left + origin[0] + box.x, y: canvas.top + padding.top + origin[1] + box.y,
+  width: box.width, height: box.height,
+};
+"""
+
+
+def _drag(browser, x, y0, y1):
+    """Press at (x, y0) on the page, move to (x, y1) in steps, release: a brush, as a mouse does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionChains(browser)
+    pointer = ActionBuilder(browser).pointer_action
+    pointer.move_to_location(int(x), int(y0))
+    pointer.pointer_down()
+    for step in range(1, 6):
+        pointer.move_to_location(int(x), int(y0 + (y1 - y0) * step / 5))
+    pointer.pointer_up()
+    actions.w3c_actions.devices = [pointer.source]
+    actions.perform()
+
+
+def test_the_explorer_loads_offline_without_console_errors_or_requests(explorer, offline):
+    path, runs = explorer
+    assert path.stat().st_size <= 1_500_000
+    _open_explorer(offline, path, len(runs))
+    assert sorted(_table_runs(offline)) == sorted(runs["run_dir"])
+    problems = [entry for entry in offline.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    assert problems == []
+    import json
+
+    requested = [
+        json.loads(entry["message"])["message"]["params"]["request"]["url"]
+        for entry in offline.get_log("performance")
+        if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"
+    ]
+    assert requested and all(url.startswith(("file:", "data:")) for url in requested), requested
+
+
+def test_brushing_one_axis_leaves_exactly_the_expected_rows(explorer, browser):
+    path, runs = explorer
+    _open_explorer(browser, path, len(runs))
+    box = browser.execute_script(AXIS_BOX, "axis_epochs_group")
+    # the tiny study's epochs are 10 and 20 (log axis): the upper half holds only the 20s
+    _drag(browser, box["x"] + box["width"] / 2, box["y"] + 2, box["y"] + box["height"] / 2)
+    brush = _wait_for(lambda: browser.execute_script("return window.explorerView.signal('brush_epochs')"))
+    low, high = sorted(brush["epochs"])
+    expected = sorted(runs.loc[runs["epochs"].between(low, high), "run_dir"])
+    assert expected == sorted(runs.loc[runs["epochs"] == 20, "run_dir"])
+    assert 0 < len(expected) < len(runs)
+    _wait_for(lambda: len(_table_runs(browser)) == len(expected))
+    assert sorted(_table_runs(browser)) == expected
+    assert browser.find_element("id", "count").text == f"{len(expected)} of {len(runs)} runs"
+
+
+def test_selecting_a_row_shows_that_runs_curves_and_folder(explorer, browser):
+    from pcann.results.explorer import thumbnail
+
+    path, runs = explorer
+    _open_explorer(browser, path, len(runs))
+    run = runs["run_dir"].iloc[len(runs) // 2]
+    browser.find_element("css selector", f'#runs tr[data-run="{run}"] td').click()
+    folder = _wait_for(lambda: browser.find_elements("id", "run-folder"))[0]
+    assert folder.text == run
+    curves = browser.find_element("id", "run-curves")
+    width = _wait_for(lambda: browser.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", curves))
+    assert width >= 150
+    # this run's own curves.png, scaled as the page scales it; another run's would differ
+    assert curves.get_attribute("src") == thumbnail(path.parent.parent / run / "curves.png", width)
+    assert browser.find_element("id", "run-confusion").get_attribute("src").startswith("data:image/")
+
+
+def test_the_explorer_opens_inside_the_report(report, explorer, browser):
+    from selenium.webdriver.common.by import By
+
+    _, runs = explorer
+    _open_category(browser, report, "results")
+    _show(browser, "explorer: every run")
+    frame = _wait_for(lambda: browser.find_elements(By.TAG_NAME, "iframe"))[0]
+    browser.switch_to.frame(frame)
+    try:
+        _wait_for(lambda: browser.execute_script("return document.getElementById('count').textContent")
+                  == f"{len(runs)} of {len(runs)} runs")
+        assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_the_report_opens_on_the_results_with_a_way_into_the_explorer(report, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.as_uri())
+    heading = _wait_for(lambda: browser.find_elements(By.XPATH, "//h3[text()='Headline runs']"))[0]
+    assert heading.location["y"] >= 0  # the page's top is not cut off above the screen
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "training runs; 0 diverged" in text and "no value differs from the baseline" in text
+    assert not browser.find_elements(By.CSS_SELECTOR, "div#rulegraph")  # the rule graph is not drawn
+    browser.find_element(By.LINK_TEXT, "explorer.html").click()
+    _wait_for(lambda: "explorer: every run" in browser.find_element(By.TAG_NAME, "body").text)

@@ -23,6 +23,10 @@ FIGURES = f"{RESULTS}/figures"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 SUMMARY = f"{RESULTS}/summary.md"
+#: The report's first page: the summary's sentences and the headline table (workflow.rst).
+REPORT_FRONT = f"{RESULTS}/report_front.html"
+#: Every run in one interactive, self-contained page (pcann.results.explorer).
+EXPLORER = f"{RESULTS}/explorer.html"
 #: Every run's metrics in one table, and the paired comparisons of the sweep values.
 RUNS_TABLE = f"{TABLES}/runs.csv"
 COMPARISONS_TABLE = f"{TABLES}/comparisons.csv"

@@ -32,8 +32,10 @@ from pcann.study.resources import (
 from pcann.workflow.packing import TrainingRequest
 from pcann.study.paths import (
     COMPARISONS_TABLE,
+    EXPLORER,
     FIGURES,
     MODEL_FILES_TABLE,
+    REPORT_FRONT,
     RUNS_TABLE,
     SUMMARY,
     TABLES,
@@ -298,6 +300,21 @@ class StudyPlan:
             for name in ("confusion", "misclassified")
         ]
 
+    def explorer_figures(self) -> dict[str, dict[str, str]]:
+        """run folder -> the figures the explorer shows of it (``curves``, ``confusion``), for
+        the runs with per-run outputs."""
+        return {
+            setting.run_dir: {
+                "curves": f"{setting.run_dir}/curves.png",
+                "confusion": f"{setting.run_dir}/confusion.png",
+            }
+            for setting in self.plotted
+        }
+
+    @staticmethod
+    def explorer_file() -> str:
+        return EXPLORER
+
     # --- tables -----------------------------------------------------------------------------
 
     def table_files(self, ext: str) -> list[str]:
@@ -408,7 +425,7 @@ class StudyPlan:
         files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
-        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY]
+        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY, REPORT_FRONT, EXPLORER]
         spread = self.seed_spread_files()
         files += [spread["csv"], spread["md"], *spread["figure"]]
         files += figure_files(f"{FIGURES}/data/samples")
