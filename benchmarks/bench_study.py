@@ -72,6 +72,53 @@ def training_flops(run_dir: Path) -> float:
     return n_epochs * training + n_evaluations * evaluation
 
 
+#: Which stage a job's benchmark file belongs to, by its rule (the file's name or folder).
+STAGES = {
+    "training": ("train",),
+    "per-run outputs": ("run_outputs", "plot_run", "export_model", "evaluate_run"),
+    "preprocessing": ("load_images", "split_train_val", "standardise", "fit_pca", "plot_samples", "plot_pca"),
+}
+
+
+def time_split(results: Path) -> dict[str, tuple[int, float]]:
+    """stage -> (jobs, their summed run time in s), from every benchmark file under results/
+    (a run's <rule>.benchmark.tsv; benchmarks/<rule>.tsv or benchmarks/<rule>/<job>.tsv):
+    training, per-run outputs, preprocessing, and the rest, the aggregation."""
+    split = {stage: (0, 0.0) for stage in (*STAGES, "aggregation")}
+    for path in results.rglob("*.tsv"):
+        if path.name.endswith(".benchmark.tsv"):
+            rule = path.name.split(".")[0]
+        elif path.parent.name == "benchmarks":
+            rule = path.stem
+        elif path.parent.parent.name == "benchmarks":
+            rule = path.parent.name
+        else:
+            continue
+        stage = next((stage for stage, rules in STAGES.items() if rule in rules), "aggregation")
+        jobs, seconds = split[stage]
+        split[stage] = (jobs + 1, seconds + float(next(csv.DictReader(open(path), delimiter="\t"))["s"]))
+    return split
+
+
+def run_snakemake(cmd: list[str], cwd: Path) -> tuple[int, str, float, float]:
+    """Run Snakemake; its return code, stderr, and the CPU seconds (user + system) of its own
+    process and of all its jobs' processes. Its own is read from /proc once it has exited and
+    before it is reaped (waitid with WNOWAIT): the jobs' processes are its children, counted
+    apart (cutime, cstime), so that the scheduler's cost is not mixed with the jobs'."""
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        own = None
+        if hasattr(os, "waitid") and Path(f"/proc/{process.pid}/stat").exists():
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        total = usage.ru_utime + usage.ru_stime
+        err.seek(0)
+        return process.returncode, err.read(), (own if own is not None else float("nan")), total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR"))
@@ -99,13 +146,12 @@ def main() -> None:
         work = copy_workflow(keep or Path(tmp), config)
         peak_before = matmul_peak()
         started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all"],
-            cwd=work, capture_output=True, text=True,
+        returncode, stderr, snakemake_cpu, all_cpu = run_snakemake(
+            [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all"], work,
         )
         wall = time.perf_counter() - started
-        if result.returncode != 0:
-            sys.exit(f"the study failed:\n{result.stderr[-5000:]}")
+        if returncode != 0:
+            sys.exit(f"the study failed:\n{stderr[-5000:]}")
         peak = max(peak_before, matmul_peak())  # the faster moment: a conservative bound
         benchmarks = list((work / "results" / "runs").rglob("train.benchmark.tsv"))
         job_seconds = sum(float(next(csv.DictReader(open(p), delimiter="\t"))["s"]) for p in benchmarks)
@@ -121,6 +167,13 @@ def main() -> None:
         print(
             f"the products at that peak on {args.cores} cores: {bound:.0f} s; "
             f"wall time / that bound: {wall / bound:.2f}"
+        )
+        print(f"where the {args.cores} x {wall:.1f} s of core time went (jobs' run times from their benchmark files):")
+        for stage, (jobs, seconds) in time_split(work / "results").items():
+            print(f"  {stage:16s} {jobs:4d} jobs {seconds:8.1f} s  {100 * seconds / (args.cores * wall):5.1f}%")
+        print(
+            f"  Snakemake itself: {snakemake_cpu:.1f} s CPU = {100 * snakemake_cpu / wall:.1f}% of the wall time "
+            f"(all processes: {all_cpu:.1f} s CPU, {100 * all_cpu / (args.cores * wall):.0f}% of the core time)"
         )
         print(f"headline table:\n{(work / 'results' / 'tables' / 'headline.md').read_text()}")
 
