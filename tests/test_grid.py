@@ -79,6 +79,24 @@ def test_protocol_and_component_comparisons_reuse_the_headline_runs():
     assert len(unique_settings(rows)) == 42 + 2 + 2 * 4
 
 
+def test_plan_file_gives_the_aggregation_the_plan_records_as_they_are(tmp_path):
+    """The aggregation reads the plan from results/tables/plan.json (rule study_plan) instead
+    of params: the same records, types and order, so the same tables."""
+    from pcann.results.tables import plan_file_text, plan_frame, read_plan
+    from pcann.study.plan import StudyPlan
+
+    config = shipped_config()
+    config.update(seeds=[1, 2], full_factorial=True)
+    records = StudyPlan(config, 1470).records()
+    path = tmp_path / "plan.json"
+    path.write_text(plan_file_text(records))
+    assert read_plan(path) == records
+    assert len(path.read_text().splitlines()) == len(records) + 2  # one row a line
+    assert plan_frame(read_plan(path)).equals(plan_frame(records))
+    path.write_text(plan_file_text([]))
+    assert read_plan(path) == []
+
+
 def test_seeds_multiply_runs_and_factorial_grid_is_the_product():
     config = shipped_config()
     config.update(seeds=[1, 2, 3], headline=[], compare_protocols=[], components_sweep=[])

@@ -27,6 +27,7 @@ from pcann.study.paths import (
     COMPARISONS_TABLE,
     FIGURES,
     MODEL_FILES_TABLE,
+    PLAN_FILE,
     RUNS_TABLE,
     SUMMARY,
     TABLES,
@@ -293,7 +294,7 @@ class StudyPlan:
         files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
-        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY]
+        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY, PLAN_FILE]
         spread = self.seed_spread_files()
         files += [spread["csv"], spread["md"], *spread["figure"]]
         files += figure_files(f"{FIGURES}/data/samples")
