@@ -28,10 +28,14 @@ include: "rules/terminal.smk"
 
 
 # Slurm group jobs run their members side by side, as they are sized for (scripts/pcann/workflow/cluster.py).
+# Snakemake's scheduler keeps one pending wake-up, not one more per finished job, which made its
+# own CPU time grow with the square of the jobs (scripts/pcann/workflow/scheduler.py).
 if workflow.is_main_process:
     from pcann.workflow.cluster import run_group_members_side_by_side
+    from pcann.workflow.scheduler import one_pending_reevaluation
 
     run_group_members_side_by_side()
+    one_pending_reevaluation()
     if SLURM_RUN:
         from pcann.workflow.packing import install_report
 

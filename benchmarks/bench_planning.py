@@ -1,7 +1,7 @@
 """How long Snakemake takes to plan (dry-run) grids of 100, 1000 and 5000 settings.
 
 Each grid is one network whose learning-rate sweep has N - 1 values, so the study has N training
-runs, plus one per-run figure job for each run that gets figures. The grids keep the workflow's
+runs, plus one per-run outputs job (figures, model file, evaluation) for each run that gets them. The grids keep the workflow's
 default `per_run_outputs` (auto) unless --per-run-outputs sets it. For scale, a bare Snakefile with the same
 number of trivial jobs is planned too, in the same run, and the ratio printed. Times are the
 best of --repeat dry-runs.
@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     # `--quiet rules` still prints the job stats, from which the job counts are read
     dry_run = [sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "rules", "--cores", "2"]
-    print(f"{'settings':>8} {'plot_run':>8} {'jobs':>6} {'pcann dry-run s':>16} {'bare jobs s':>12} {'ratio':>6}")
+    print(f"{'settings':>8} {'per-run':>8} {'jobs':>6} {'pcann dry-run s':>16} {'bare jobs s':>12} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_workflow(Path(tmp) / "wf")
         bare = Path(tmp) / "bare"
@@ -88,7 +88,7 @@ def main() -> None:
         (bare / "Snakefile").write_text(BARE_SNAKEFILE)
         for n in args.sizes:
             # replaces config.yaml: a --configfile would be merged into the shipped study
-            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.per_run_outputs)))
+            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.plot_runs)))
             elapsed, jobs = timed(dry_run, work)
             ours = [elapsed]
             # the bare workflow's own `all` job makes the totals equal
@@ -100,7 +100,7 @@ def main() -> None:
                     ours.append(timed(dry_run, work)[0])
                 reference.append(timed(bare_cmd, bare)[0])
             print(
-                f"{n:>8} {jobs.get('plot_run', 0):>8} {jobs['total']:>6} {min(ours):>16.2f} "
+                f"{n:>8} {jobs.get('run_outputs', 0):>8} {jobs['total']:>6} {min(ours):>16.2f} "
                 f"{min(reference):>12.2f} {min(ours) / min(reference):>6.2f}"
             )
 

@@ -32,7 +32,6 @@ import csv
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -92,9 +91,52 @@ def estimated_times(output: str) -> tuple[float, float] | None:
     return (parse_duration(found[1]), parse_duration(found[2])) if found else None
 
 
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+
+#: Which stage a job's benchmark file belongs to, by its rule (the file's name or folder).
+STAGES = {
+    "training": ("train",),
+    "per-run outputs": ("run_outputs", "plot_run", "export_model", "evaluate_run"),
+    "preprocessing": ("load_images", "split_train_val", "standardise", "fit_pca", "plot_samples", "plot_pca"),
+}
+
+
+def time_split(results: Path) -> dict[str, tuple[int, float]]:
+    """stage -> (jobs, their summed run time in s), from every benchmark file under results/
+    (a run's <rule>.benchmark.tsv; benchmarks/<rule>.tsv or benchmarks/<rule>/<job>.tsv):
+    training, per-run outputs, preprocessing, and the rest, the aggregation."""
+    split = {stage: (0, 0.0) for stage in (*STAGES, "aggregation")}
+    for path in results.rglob("*.tsv"):
+        if path.name.endswith(".benchmark.tsv"):
+            rule = path.name.split(".")[0]
+        elif path.parent.name == "benchmarks":
+            rule = path.stem
+        elif path.parent.parent.name == "benchmarks":
+            rule = path.parent.name
+        else:
+            continue
+        stage = next((stage for stage, rules in STAGES.items() if rule in rules), "aggregation")
+        jobs, seconds = split[stage]
+        split[stage] = (jobs + 1, seconds + float(next(csv.DictReader(open(path), delimiter="\t"))["s"]))
+    return split
+
+
+def run_snakemake(cmd: list[str], cwd: Path) -> tuple[int, str, float, float]:
+    """Run Snakemake; its return code, its terminal output (stdout and stderr), and the CPU seconds (user + system) of its own
+    process and of all its jobs' processes. Its own is read from /proc once it has exited and
+    before it is reaped (waitid with WNOWAIT): the jobs' processes are its children, counted
+    apart (cutime, cstime), so that the scheduler's cost is not mixed with the jobs'."""
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, cwd=cwd, stdout=err, stderr=err, text=True)
+        own = None
+        if hasattr(os, "waitid") and Path(f"/proc/{process.pid}/stat").exists():
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        total = usage.ru_utime + usage.ru_stime
+        err.seek(0)
+        return process.returncode, err.read(), (own if own is not None else float("nan")), total
 
 
 def main() -> None:
@@ -125,18 +167,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_workflow(keep or Path(tmp), config)
         peak_before = matmul_peak()
-        cpu_before = children_cpu_seconds()
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "all"],
-            cwd=work, capture_output=True, text=True,
+        returncode, output, snakemake_cpu, cpu = run_snakemake(
+            [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "all"], work,
         )
         wall = time.perf_counter() - started
-        cpu = children_cpu_seconds() - cpu_before
         load_after = os.getloadavg()[0]
-        if result.returncode != 0:
-            sys.exit(f"the study failed:\n{result.stderr[-5000:]}")
+        if returncode != 0:
+            sys.exit(f"the study failed:\n{output[-5000:]}")
         peak = max(peak_before, matmul_peak())  # the faster moment: a conservative bound
         benchmarks = list((work / "results" / "runs").rglob("train.benchmark.tsv"))
         job_seconds = sum(float(next(csv.DictReader(open(p), delimiter="\t"))["s"]) for p in benchmarks)
@@ -145,7 +184,7 @@ def main() -> None:
         print(f"study {args.study or 'config.yaml'} on {config.get('data_dir') or 'the demo data'} "
               f"with --cores {args.cores}: {wall:.1f} s wall, {cpu:.1f} s CPU; load average (1 min) "
               f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs")
-        estimate = estimated_times(result.stdout + result.stderr)
+        estimate = estimated_times(output)
         if estimate:
             print(
                 f"the cost block's estimate: {estimate[1]:.0f} s wall = {estimate[1] / wall:.2f}x the "
@@ -153,7 +192,7 @@ def main() -> None:
             )
         else:
             print("the run printed no cost block")
-        terminal = (result.stdout + result.stderr).splitlines()
+        terminal = (output).splitlines()
         print(f"its terminal: {len(terminal)} lines, the longest {max(map(len, terminal), default=0)} characters")
         print(f"training jobs: {len(benchmarks)}, their summed run time: {job_seconds:.1f} s")
         print(
@@ -165,9 +204,14 @@ def main() -> None:
             f"the products at that peak on {args.cores} cores: {bound:.0f} s; "
             f"wall time / that bound: {wall / bound:.2f}"
         )
-        headline = work / "results" / "tables" / "headline.md"
-        if headline.exists():
-            print(f"headline table:\n{headline.read_text()}")
+        print(f"where the {args.cores} x {wall:.1f} s of core time went (jobs' run times from their benchmark files):")
+        for stage, (jobs, seconds) in time_split(work / "results").items():
+            print(f"  {stage:16s} {jobs:4d} jobs {seconds:8.1f} s  {100 * seconds / (args.cores * wall):5.1f}%")
+        print(
+            f"  Snakemake itself: {snakemake_cpu:.1f} s CPU = {100 * snakemake_cpu / wall:.1f}% of the wall time "
+            f"(all processes: {all_cpu:.1f} s CPU, {100 * all_cpu / (args.cores * wall):.0f}% of the core time)"
+        )
+        print(f"headline table:\n{(work / 'results' / 'tables' / 'headline.md').read_text()}")
 
 
 if __name__ == "__main__":

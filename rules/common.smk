@@ -1,9 +1,8 @@
 # The configuration, the study plan built from it, and the helpers the other rules files use.
 # Snakemake shares one namespace between included files; what the rules files take from here:
 #   paths        RESULTS, DEMO_DATA, DEMO_MANIFEST, IMAGES, SPLIT, LOGS, BENCHMARKS, FIGURES,
-#                RUNS_TABLE, SUMMARY, REPORT_FRONT, MODEL_FILES_TABLE, RUN_DIR, FEATURES_DIR,
-#                PREDICTION_DIR,
-#                zscore_file, features_file (pcann.study.paths)
+#                RUNS_TABLE, SUMMARY, REPORT_FRONT, MODEL_FILES_TABLE, PLAN_FILE, RUN_DIR,
+#                FEATURES_DIR, PREDICTION_DIR, zscore_file, features_file (pcann.study.paths)
 #   the study    PLAN, DATA_SIZE, PCA_SOLVER, DATA_DIR, IMAGE_SCAN, DATA_LABEL, TRAINING_PARAMS
 #   inputs       data_inputs, shorter_run_input, predict_targets, predict_inputs, predict_dir
 #   resources    training_priority, training_runtime_minutes, training_mem_mb, AGGREGATION_PRIORITY
@@ -47,6 +46,7 @@ from pcann.study.paths import (  # noqa: E402
     IMAGES,
     LOGS,
     MODEL_FILES_TABLE,
+    PLAN_FILE,
     PREDICTIONS_ROOT,
     REPORT_FRONT,
     RESULTS,

@@ -82,6 +82,8 @@ rule plot_samples:
         f"{FIGURES}/data/samples.svg",
     log:
         f"{LOGS}/plot_samples.log",
+    benchmark:
+        f"{BENCHMARKS}/plot_samples.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"

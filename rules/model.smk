@@ -1,42 +1,23 @@
-# Using what was trained: a portable model file per run, its test-set evaluation (per-image
-# predictions, confusion matrix, per-class precision and recall, misclassified images), and the
-# table comparing each run's reported test accuracy with its model file's.
+# Using what was trained: per run (rule run_outputs) its curves and decision regions, a portable
+# model file and its test-set evaluation (per-image predictions, confusion matrix, per-class
+# precision and recall, misclassified images); and the table comparing each run's reported test
+# accuracy with its model file's.
 
 
-rule export_model:
-    input:
-        weights=f"{RUN_DIR}/weights.npz",
-        metrics=f"{RUN_DIR}/metrics.json",
-        transform=rules.fit_pca.output.transform,
-        images=IMAGES,
-    output:
-        f"{RUN_DIR}/model.npz",
-    log:
-        f"{RUN_DIR}/export_model.log",
-    benchmark:
-        f"{RUN_DIR}/export_model.benchmark.tsv"
-    localrule: True
-    conda:
-        "../envs/pcann.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    params:
-        read_mode=config["read_mode"],
-        run=run_label,
-    script:
-        "../scripts/export_model.py"
-
-
-rule evaluate_run:
+rule run_outputs:
+    # One job per run for its figures, model file and evaluation: three processes importing
+    # numpy, matplotlib and the library cost more than what they drew and wrote.
     input:
         features=rules.fit_pca.output.features,
+        transform=rules.fit_pca.output.transform,
         images=IMAGES,
+        history=f"{RUN_DIR}/history.csv",
         weights=f"{RUN_DIR}/weights.npz",
         metrics=f"{RUN_DIR}/metrics.json",
-        model=f"{RUN_DIR}/model.npz",
     output:
+        curves=multiext(f"{RUN_DIR}/curves", ".png", ".svg"),
+        regions=multiext(f"{RUN_DIR}/decision_regions", ".png", ".svg"),
+        model=f"{RUN_DIR}/model.npz",
         predictions=f"{RUN_DIR}/test_predictions.csv",
         confusion=f"{RUN_DIR}/confusion.csv",
         per_class=f"{RUN_DIR}/per_class.csv",
@@ -66,21 +47,24 @@ rule evaluate_run:
             f"{RUN_DIR}/misclassified.svg",
         ],
     log:
-        f"{RUN_DIR}/evaluate_run.log",
+        f"{RUN_DIR}/run_outputs.log",
     benchmark:
-        f"{RUN_DIR}/evaluate_run.benchmark.tsv"
+        f"{RUN_DIR}/run_outputs.benchmark.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-        runtime=5,
+        disk_mb=100,
+        runtime=10,
     params:
+        plot_training_points=config["training"]["plot_training_points"],
+        read_mode=config["read_mode"],
         run=run_label,
         gallery_limit=config["misclassified_limit"],
     script:
-        "../scripts/evaluate_run.py"
+        "../scripts/run_outputs.py"
 
 
 rule model_files_table:
@@ -91,6 +75,8 @@ rule model_files_table:
         markdown=MODEL_FILES_TABLE["md"],
     log:
         f"{LOGS}/model_files_table.log",
+    benchmark:
+        f"{BENCHMARKS}/model_files_table.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:

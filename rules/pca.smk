@@ -88,6 +88,8 @@ rule plot_pca:
         ],
     log:
         f"{LOGS}/plot_pca/{{protocol}}-pca{{n_components}}.log",
+    benchmark:
+        f"{BENCHMARKS}/plot_pca/{{protocol}}-pca{{n_components}}.tsv"
     localrule: True
     conda:
         "../envs/pcann.yaml"

@@ -2,6 +2,28 @@
 # the results explorer. All run locally.
 
 
+rule study_plan:
+    # The plan in one file, written only when it changes (its params): the aggregation rules
+    # read it instead of each carrying the whole plan as params, which Snakemake would evaluate,
+    # compare and record for each of their many outputs.
+    output:
+        PLAN_FILE,
+    log:
+        f"{LOGS}/study_plan.log",
+    priority: AGGREGATION_PRIORITY
+    localrule: True
+    conda:
+        "../envs/pcann.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        plan=PLAN.records(),
+    script:
+        "../scripts/study_plan.py"
+
+
 rule collect_metrics:
     input:
         PLAN.metrics_files(),
@@ -9,6 +31,8 @@ rule collect_metrics:
         RUNS_TABLE,
     log:
         f"{LOGS}/collect_metrics.log",
+    benchmark:
+        f"{BENCHMARKS}/collect_metrics.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -23,11 +47,14 @@ rule collect_metrics:
 
 rule compare_runs:
     input:
-        PLAN.predictions_files(),
+        predictions=PLAN.predictions_files(),
+        plan=PLAN_FILE,
     output:
         PLAN.comparisons_file(),
     log:
         f"{LOGS}/compare_runs.log",
+    benchmark:
+        f"{BENCHMARKS}/compare_runs.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -36,8 +63,6 @@ rule compare_runs:
     resources:
         mem_mb=1000,
         runtime=10,
-    params:
-        plan=PLAN.records(),
     script:
         "../scripts/compare_runs.py"
 
@@ -46,6 +71,7 @@ rule study_tables:
     input:
         runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
+        plan=PLAN_FILE,
     output:
         csv=PLAN.table_files("csv"),
         markdown=PLAN.table_files("md"),
@@ -68,6 +94,8 @@ rule study_tables:
         ),
     log:
         f"{LOGS}/study_tables.log",
+    benchmark:
+        f"{BENCHMARKS}/study_tables.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -77,7 +105,6 @@ rule study_tables:
         mem_mb=1000,
         runtime=10,
     params:
-        plan=PLAN.records(),
         names=PLAN.table_names,
     script:
         "../scripts/study_tables.py"
@@ -87,6 +114,7 @@ rule study_figures:
     input:
         runs=RUNS_TABLE,
         comparisons=PLAN.comparisons_file(),
+        plan=PLAN_FILE,
         lr_histories=[
             path
             for figure in PLAN.lr_figures().values()
@@ -140,6 +168,8 @@ rule study_figures:
         ),
     log:
         f"{LOGS}/study_figures.log",
+    benchmark:
+        f"{BENCHMARKS}/study_figures.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:
@@ -149,7 +179,6 @@ rule study_figures:
         mem_mb=2000,
         runtime=10,
     params:
-        plan=PLAN.records(),
         sweep_figures=PLAN.sweep_figures(),
         lr_figures=PLAN.lr_figures(),
         headline_figures=PLAN.headline_records(),
@@ -183,6 +212,8 @@ rule summary:
         ),
     log:
         f"{LOGS}/summary.log",
+    benchmark:
+        f"{BENCHMARKS}/summary.tsv"
     priority: AGGREGATION_PRIORITY
     localrule: True
     conda:

@@ -1,4 +1,6 @@
-# Training: one job per setting; the run folder's name encodes every value that defines it.
+# Training: one job per setting; the run folder's name encodes every value that defines it. What
+# a reader gets of a run beyond its metrics (figures, model file, evaluation) is rule run_outputs
+# (rules/model.smk).
 
 
 rule train:
@@ -30,30 +32,3 @@ rule train:
         training=TRAINING_PARAMS,
     script:
         "../scripts/train.py"
-
-
-rule plot_run:
-    input:
-        features=rules.fit_pca.output.features,
-        history=f"{RUN_DIR}/history.csv",
-        weights=f"{RUN_DIR}/weights.npz",
-        metrics=f"{RUN_DIR}/metrics.json",
-    output:
-        curves=multiext(f"{RUN_DIR}/curves", ".png", ".svg"),
-        regions=multiext(f"{RUN_DIR}/decision_regions", ".png", ".svg"),
-    log:
-        f"{RUN_DIR}/plot_run.log",
-    benchmark:
-        f"{RUN_DIR}/plot_run.benchmark.tsv"
-    localrule: True
-    conda:
-        "../envs/pcann.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        disk_mb=100,
-        runtime=5,
-    params:
-        plot_training_points=config["training"]["plot_training_points"],
-    script:
-        "../scripts/plot_run.py"

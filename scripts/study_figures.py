@@ -29,6 +29,7 @@ from pcann.results.tables import (
     SEED_SPREAD_TITLE,
     plan_frame,
     read_comparisons,
+    read_plan,
     seed_spread,
     study_tables,
 )
@@ -38,7 +39,7 @@ from pcann.nn.weights_file import load_network
 def main(smk):
     label = smk.params.data_label
     runs = pd.read_csv(smk.input.runs)
-    plan = plan_frame(smk.params.plan)
+    plan = plan_frame(read_plan(smk.input.plan))
     tables = study_tables(plan, runs, read_comparisons(smk.input.comparisons))
 
     for network, files in smk.params.sweep_figures.items():

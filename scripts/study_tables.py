@@ -9,6 +9,7 @@ from pcann.results.tables import (
     frame_markdown,
     plan_frame,
     read_comparisons,
+    read_plan,
     seed_spread,
     seed_spread_display,
     study_tables,
@@ -37,7 +38,7 @@ def write_table(csv, markdown, html, title, summary, display, note=TABLE_NOTE):
 
 def main(smk):
     runs = pd.read_csv(smk.input.runs)
-    plan = plan_frame(smk.params.plan)
+    plan = plan_frame(read_plan(smk.input.plan))
     tables = study_tables(plan, runs, read_comparisons(smk.input.comparisons))
     for name, csv, markdown, html in zip(smk.params.names, smk.output.csv, smk.output.markdown, smk.output.html):
         write_table(csv, markdown, html, *tables[name])

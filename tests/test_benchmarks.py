@@ -88,3 +88,38 @@ def test_explorer_benchmark_brushes_a_generated_study_and_times_the_table():
     out = run_benchmark("bench_explorer.py", "--runs", "60", "--drags", "2")
     assert out.startswith("60 runs: page ") and "brush 2 on hidden_units: " in out
     assert "mouse move -> table rows in the page: median " in out and "CPU: " in out
+
+
+def test_study_benchmark_splits_the_job_time_by_stage(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_study
+
+    def benchmark(path, seconds):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t10\n")
+
+    run = tmp_path / "runs" / "study" / "pca2" / "hidden=4_epochs=2_lr=0.1_batch=8_seed=1"
+    benchmark(run / "train.benchmark.tsv", 10.0)
+    benchmark(run / "run_outputs.benchmark.tsv", 2.0)
+    benchmark(tmp_path / "benchmarks" / "load_images.tsv", 3.0)
+    benchmark(tmp_path / "benchmarks" / "fit_pca" / "study-pca2.tsv", 1.5)
+    benchmark(tmp_path / "benchmarks" / "study_tables.tsv", 0.5)
+    benchmark(tmp_path / "benchmarks" / "summary.tsv", 0.25)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "not_a_benchmark.tsv").write_text("s\n99\n")
+    assert bench_study.time_split(tmp_path) == {
+        "training": (1, 10.0), "per-run outputs": (1, 2.0), "preprocessing": (2, 4.5), "aggregation": (2, 0.75),
+    }
+
+
+def test_study_benchmark_tells_snakemakes_own_cpu_time_from_its_jobs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_study
+
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass\n"
+    # a "Snakemake" that computes 0.3 s itself and runs a "job" computing 0.6 s
+    parent = busy.format(0.3) + f"import subprocess, sys; subprocess.run([sys.executable, '-c', {busy.format(0.6)!r}])"
+    returncode, _, own, total = bench_study.run_snakemake([sys.executable, "-c", parent], tmp_path)
+    assert returncode == 0
+    assert 0.3 <= own < 0.55, own
+    assert total - own >= 0.6, (own, total)

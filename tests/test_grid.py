@@ -79,6 +79,24 @@ def test_protocol_and_component_comparisons_reuse_the_headline_runs():
     assert len(unique_settings(rows)) == 42 + 2 + 2 * 4
 
 
+def test_plan_file_gives_the_aggregation_the_plan_records_as_they_are(tmp_path):
+    """The aggregation reads the plan from results/tables/plan.json (rule study_plan) instead
+    of params: the same records, types and order, so the same tables."""
+    from pcann.results.tables import plan_file_text, plan_frame, read_plan
+    from pcann.study.plan import StudyPlan
+
+    config = shipped_config()
+    config.update(seeds=[1, 2], full_factorial=True)
+    records = StudyPlan(config, 1470).records()
+    path = tmp_path / "plan.json"
+    path.write_text(plan_file_text(records))
+    assert read_plan(path) == records
+    assert len(path.read_text().splitlines()) == len(records) + 2  # one row a line
+    assert plan_frame(read_plan(path)).equals(plan_frame(records))
+    path.write_text(plan_file_text([]))
+    assert read_plan(path) == []
+
+
 def test_seeds_multiply_runs_and_factorial_grid_is_the_product():
     config = shipped_config()
     config.update(seeds=[1, 2, 3], headline=[], compare_protocols=[], components_sweep=[])
@@ -196,9 +214,9 @@ def test_trainings_then_aggregation_then_run_figures(tmp_path):
         priorities.setdefault(rule, []).append(int(priority[1]) if priority else 0)
     aggregation = [p for rule in ("collect_metrics", "study_tables", "study_figures", "summary")
                    for p in priorities[rule]]
-    assert len(priorities["train"]) > 1 and priorities["plot_run"], priorities
+    assert len(priorities["train"]) > 1 and priorities["run_outputs"], priorities
     assert min(priorities["train"]) > max(aggregation)
-    assert min(aggregation) > max(priorities["plot_run"])
+    assert min(aggregation) > max(priorities["run_outputs"])
 
 
 # --- incremental re-runs ---------------------------------------------------------------------
@@ -226,8 +244,8 @@ def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str
     return jobs, output
 
 
-AGGREGATION = {"collect_metrics", "compare_runs", "study_tables", "study_figures", "summary", "all", "plot_run",
-               "export_model", "evaluate_run", "model_files_table", "explorer"}  # and the new runs' figures, model files
+AGGREGATION = {"collect_metrics", "compare_runs", "study_tables", "study_figures", "summary", "all", "run_outputs",
+               "model_files_table", "explorer"}  # and the new runs' figures, model files
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +351,7 @@ def test_adding_an_epochs_value_trains_it_and_the_runs_that_now_continue_it(fini
 @pytest.mark.workflow
 def test_editing_a_plotting_script_retrains_nothing(finished_study):
     workdir, config = finished_study
-    script = workdir / "scripts" / "plot_run.py"
+    script = workdir / "scripts" / "run_outputs.py"
     original, stat = script.read_text(), script.stat()
     try:
         script.write_text(original + "\nLEGEND_LOCATION = 'best'  # a code change\n")
@@ -343,7 +361,7 @@ def test_editing_a_plotting_script_retrains_nothing(finished_study):
         script.write_text(original)
         os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert jobs["train"] == 0
-    assert jobs["plot_run"] > 0  # its figures are redrawn with the new code
+    assert jobs["run_outputs"] > 0  # its figures are redrawn with the new code
 
 
 @pytest.mark.workflow
@@ -382,7 +400,7 @@ def test_plot_runs_auto_plans_every_runs_figures_up_to_the_limit_and_says_when_i
     jobs, output = dry_run(copy_workflow(tmp_path, config), config)
     beyond = n_runs > PER_RUN_OUTPUTS_AUTO_LIMIT
     assert jobs["train"] == n_runs
-    assert jobs["plot_run"] == (1 if beyond else n_runs)
+    assert jobs["run_outputs"] == (1 if beyond else n_runs)
     message = f"per_run_outputs: auto: {n_runs} training runs, more than {PER_RUN_OUTPUTS_AUTO_LIMIT}: "
     assert (message in output) == beyond, output[-2000:]
 

@@ -59,3 +59,26 @@ def test_a_preprocessing_job_with_too_little_memory_stops_with_that_message(tmp_
     assert "this standardise job needs about" in output and "was given mem_mb=50" in output, output[-3000:]
     assert "--set-resources standardise:mem_mb=" in output
     assert "Traceback" not in (workdir / "results/logs/standardise/study.log").read_text()
+
+
+def test_snakemakes_scheduler_keeps_one_pending_wake_up_not_one_more_per_finished_job():
+    """Each pass of Snakemake's scheduling loop asks to be woken a timespan later; with the
+    workaround, asks while a wake-up is pending add none (pcann.workflow.scheduler)."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from pcann.workflow.scheduler import one_pending_reevaluation
+
+    one_pending_reevaluation()
+    scheduler = SimpleNamespace(_open_jobs=threading.Semaphore(0))
+    for _ in range(5):  # five passes: five job ends, say
+        JobScheduler._schedule_reevalutation(scheduler, 0.05)
+    assert scheduler._pcann_reevaluation.daemon
+    time.sleep(0.3)
+    assert scheduler._open_jobs.acquire(blocking=False)  # woken once
+    assert not scheduler._open_jobs.acquire(blocking=False)  # and only once
+    JobScheduler._schedule_reevalutation(scheduler, 0.05)  # none pending now: a new one
+    assert scheduler._open_jobs.acquire(timeout=2)

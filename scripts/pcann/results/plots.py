@@ -118,7 +118,7 @@ def curves_figure(history, title: str, data_label: str | None = None, diverged_e
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     seeds = None
     if len(seed_histories) > 1:
-        import pandas as pd  # only here: plot_run jobs draw one run and start faster without it
+        import pandas as pd  # only here: run_outputs jobs draw one run and start faster without it
 
         seeds = pd.concat(list(seed_histories))
     for part, style in (("train", "-"), ("val", "--")):

@@ -36,6 +36,19 @@ def collect_metrics(paths) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def plan_file_text(records: list[dict]) -> str:
+    """The plan's records as JSON (:data:`pcann.study.paths.PLAN_FILE`), one row a line: readable,
+    and a changed row shows as one changed line."""
+    rows = ",\n".join(json.dumps(record) for record in records)
+    return f"[\n{rows}\n]\n"
+
+
+def read_plan(path) -> list[dict]:
+    """The plan's records as rule study_plan wrote them (:func:`plan_file_text`)."""
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
 def plan_frame(records: list[dict]) -> pd.DataFrame:
     """The study plan's rows (:meth:`pcann.study.plan.StudyPlan.records`) as a frame, in plan order."""
     frame = pd.DataFrame.from_records(records)

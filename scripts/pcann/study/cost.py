@@ -36,9 +36,9 @@ JOB_SECONDS = {
     "split_train_val": 0.3,
     "plot_samples": 1.0,
     "plot_pca": 1.5,
-    "export_model": 0.3,
-    "evaluate_run": 1.6,
-    "plot_run": 1.3,
+    # one process for a run's figures, model file and evaluation: 111.2 s for 52 runs of the
+    # shipped study (bench_study.py --with-extras, same VM, load 2.0-2.7)
+    "run_outputs": 2.2,
     "collect_metrics": 1.0,
     "compare_runs": 1.0,
     "model_files_table": 0.5,

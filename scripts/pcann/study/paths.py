@@ -30,6 +30,9 @@ EXPLORER = f"{RESULTS}/explorer.html"
 #: Every run's metrics in one table, and the paired comparisons of the sweep values.
 RUNS_TABLE = f"{TABLES}/runs.csv"
 COMPARISONS_TABLE = f"{TABLES}/comparisons.csv"
+#: The study plan's rows, which every table is made from: written by rule study_plan when the plan
+#: changes and read by the aggregation rules, whose params then need not carry the whole plan.
+PLAN_FILE = f"{TABLES}/plan.json"
 MODEL_FILES_TABLE = {"csv": f"{TABLES}/model_files.csv", "md": f"{TABLES}/model_files.md"}
 
 

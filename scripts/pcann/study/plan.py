@@ -35,6 +35,7 @@ from pcann.study.paths import (
     EXPLORER,
     FIGURES,
     MODEL_FILES_TABLE,
+    PLAN_FILE,
     REPORT_FRONT,
     RUNS_TABLE,
     SUMMARY,
@@ -425,7 +426,7 @@ class StudyPlan:
         files += list(MODEL_FILES_TABLE.values())
         files += self.pca_outputs()
         files += [path for ext in ("csv", "md") for path in self.table_files(ext)]
-        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY, REPORT_FRONT, EXPLORER]
+        files += [RUNS_TABLE, COMPARISONS_TABLE, SUMMARY, REPORT_FRONT, EXPLORER, PLAN_FILE]
         spread = self.seed_spread_files()
         files += [spread["csv"], spread["md"], *spread["figure"]]
         files += figure_files(f"{FIGURES}/data/samples")

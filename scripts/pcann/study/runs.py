@@ -156,7 +156,7 @@ def save_run(outputs, run: TrainedRun) -> None:
     """Write a run's ``history``, ``weights``, ``timing``, ``predictions`` (if asked for) and
     ``metrics`` (in that order)."""
     save_columns_csv(outputs["history"], run.history)
-    # class indices as labels, with the names in metrics.json: what plot_run and the tables expect
+    # class indices as labels, with the names in metrics.json: what run_outputs and the tables expect
     save_network(
         outputs["weights"],
         run.network,
