@@ -196,7 +196,7 @@ def test_a_dry_run_prints_the_cost_block_of_the_jobs_that_would_run(tmp_path, ti
     verbose = run_snakemake(workdir, "--dry-run", "--quiet", "rules", "--cores", "2", verbose=True)
     stats = snakemake_job_stats(verbose.stdout + verbose.stderr)
     assert counts == stats and total == sum(stats.values())
-    assert counts["train"] == 12 and counts["evaluate_run"] == 12 and counts["fit_pca"] == 3
+    assert counts["train"] == 12 and counts["run_outputs"] == 12 and counts["fit_pca"] == 3
     assert re.search(r"^  estimated CPU time \d+:\d\d, wall time about \d+:\d\d on 2 cores$", output, re.M), output
     assert re.search(r"^  largest memory request [\d,]+ MB \(\w+\)$", output, re.M), output
     assert "Slurm" not in output and "rule train:" not in output
