@@ -88,7 +88,7 @@ def main() -> None:
         (bare / "Snakefile").write_text(BARE_SNAKEFILE)
         for n in args.sizes:
             # replaces config.yaml: a --configfile would be merged into the shipped study
-            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.plot_runs)))
+            (work / "config.yaml").write_text(yaml.safe_dump(grid_config(n, args.per_run_outputs)))
             elapsed, jobs = timed(dry_run, work)
             ours = [elapsed]
             # the bare workflow's own `all` job makes the totals equal
