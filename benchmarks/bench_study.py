@@ -209,7 +209,7 @@ def main() -> None:
             print(f"  {stage:16s} {jobs:4d} jobs {seconds:8.1f} s  {100 * seconds / (args.cores * wall):5.1f}%")
         print(
             f"  Snakemake itself: {snakemake_cpu:.1f} s CPU = {100 * snakemake_cpu / wall:.1f}% of the wall time "
-            f"(all processes: {all_cpu:.1f} s CPU, {100 * all_cpu / (args.cores * wall):.0f}% of the core time)"
+            f"(all processes: {cpu:.1f} s CPU, {100 * cpu / (args.cores * wall):.0f}% of the core time)"
         )
         print(f"headline table:\n{(work / 'results' / 'tables' / 'headline.md').read_text()}")
 
