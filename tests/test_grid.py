@@ -245,7 +245,7 @@ def dry_run(workdir: Path, config: dict | str, *args: str) -> tuple[Counter, str
 
 
 AGGREGATION = {"collect_metrics", "compare_runs", "study_tables", "study_figures", "summary", "all", "run_outputs",
-               "model_files_table", "explorer"}  # and the new runs' figures, model files
+               "model_files_table", "explorer", "study_plan"}  # and the new runs' figures, model files
 
 
 @pytest.fixture(scope="module")
