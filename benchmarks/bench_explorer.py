@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+from support import cpu_name  # noqa: E402
 
 from pcann.results.explorer import AXES, build_explorer  # noqa: E402
 from pcann.study.paths import RUNS_ROOT  # noqa: E402
@@ -138,16 +139,6 @@ def open_page(driver, path):
             sys.exit("the page did not draw its chart within 60 s")
         time.sleep(0.2)
     driver.execute_script(PROBE)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():
