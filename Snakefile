@@ -4,6 +4,7 @@
 #   snakemake --cores 4 --config data_dir=PATH         # real data: PATH/Data_train, PATH/Data_test
 #   snakemake --report results/report.html             # the HTML report, after a run
 #   snakemake --cores 4 predict --config predict_dir=PATH   # classify new images
+#   snakemake --cores 4 search --configfile studies/search.yaml   # an adaptive search
 #
 # rules/common.smk reads and checks the configuration and builds the study plan; each other
 # rules file holds one concern.
@@ -23,6 +24,7 @@ include: "rules/pca.smk"
 include: "rules/train.smk"
 include: "rules/model.smk"
 include: "rules/report.smk"
+include: "rules/search.smk"
 include: "rules/predict.smk"
 include: "rules/terminal.smk"
 

@@ -202,6 +202,9 @@ rule summary:
         figures=rules.study_figures.output,
         evaluation=PLAN.evaluation_summary_files(),
         tables_html=PLAN.table_files("html"),
+        search=[PLAN.search_files()["markdown"], PLAN.search_files()["figure"][0]]
+        if PLAN.search
+        else [],
     output:
         SUMMARY,
         front=report(

@@ -1,7 +1,7 @@
 # The terminal: the cost of the run before its first job, then progress and one line per
 # finished training run, instead of Snakemake's per-job blocks (scripts/pcann/workflow/terminal.py;
 # PCANN_VERBOSE=1 brings those back). Only the main process prints: jobs run the Snakefile too.
-from pcann.study.cost import job_seconds  # noqa: E402
+from pcann.study.cost import job_seconds, search_lines  # noqa: E402
 
 
 def estimated_job_seconds(job):
@@ -14,4 +14,11 @@ def estimated_job_seconds(job):
 if workflow.is_main_process:
     from pcann.workflow.terminal import install as install_terminal_report
 
-    install_terminal_report(workflow, estimated_job_seconds)
+    #: a search's own runs (not the study's): the terminal shows their validation accuracy only
+    SEARCH_ONLY_RUNS = {setting.run_dir for setting in PLAN.search_settings}
+    install_terminal_report(
+        workflow,
+        estimated_job_seconds,
+        notes=lambda: search_lines(PLAN),
+        test_hidden=lambda run_dir: run_dir in SEARCH_ONLY_RUNS,
+    )

@@ -56,9 +56,19 @@ def main(smk):
         lines.append(f"![{figure.stem}]({_link(figure, out_dir)})")
         lines.append("")
     lines += evaluation_section(smk.input.get("evaluation", []), out_dir)
+    lines += search_section(smk.input.get("search", []), out_dir)
     save_text(smk.output[0], "\n".join(lines))
     headline = [path for path in smk.input.tables_html if Path(path).stem == order[0]] if order else []
     save_text(smk.output.front, report_front(overview, sentences, headline))
+
+
+def search_section(files, out_dir):
+    """The adaptive search's page (its search.md), its figure linked from here."""
+    if not files:
+        return []
+    markdown, figure = map(Path, files)
+    text = markdown.read_text().replace(f"]({figure.name})", f"]({_link(figure, out_dir)})")
+    return ["", text]
 
 
 def _markdown_line(text):

@@ -7,7 +7,9 @@ destination, so a killed job never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import math
 import os
@@ -140,6 +142,17 @@ def save_columns_csv(path: str | os.PathLike, columns: dict) -> None:
     rows = zip(*(columns[name] for name in names))
     text = ",".join(names) + "\n" + "".join(",".join(map(_csv_cell, row)) + "\n" for row in rows)
     save_text(path, text)
+
+
+def save_records_csv(path: str | os.PathLike, columns, records) -> None:
+    """Write records (mappings) as CSV with the given columns, text quoted where it needs to be
+    (a reason with commas), numbers as :func:`save_columns_csv` writes them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_csv_cell(record[column]) for column in columns])
+    save_text(path, buffer.getvalue())
 
 
 def load_columns_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:

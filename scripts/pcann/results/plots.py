@@ -447,3 +447,28 @@ def misclassified_figure(images: np.ndarray, true: Sequence[str], predicted: Seq
     fig.suptitle(titled(f"{title}\nmisclassified test images: {shown}", data_label), fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+def search_figure(curves: dict, rungs: Sequence[int], winner: str, title: str, data_label: str | None = None):
+    """Validation accuracy against epochs of every candidate of a search (``curves``: name ->
+    (epochs, mean validation accuracy over seeds), each ending at the last rung it reached),
+    rungs as dotted lines, the winner drawn on top and named."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for epoch in rungs:
+        ax.axvline(epoch, color="0.6", linestyle=":", lw=1)
+    for name, (epochs, accuracy) in curves.items():
+        if name != winner:
+            ax.plot(epochs, accuracy, color="0.45", lw=0.8, alpha=0.5)
+            ax.plot(epochs[-1:], accuracy[-1:], "x", color="0.35", ms=4)
+    epochs, accuracy = curves[winner]
+    ax.plot(epochs, accuracy, color="C3", lw=2, label=f"winner: {winner}")
+    ax.plot([], [], color="0.45", lw=0.8, label=f"the other {len(curves) - 1} candidates (x: stopped)")
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch (dotted: rungs at " + ", ".join(map(str, rungs)) + ")")
+    ax.set_ylabel("validation accuracy (mean over seeds)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.suptitle(titled(title, data_label))
+    fig.tight_layout()
+    return fig

@@ -153,3 +153,34 @@ def paired_t(baseline, values, level: float = LEVEL) -> tuple[float, float, floa
     result = stats.ttest_rel(value, base)
     ci = result.confidence_interval(confidence_level=level)
     return mean, float(ci.low), float(ci.high), float(result.pvalue)
+
+
+#: What a table shows where there is no number.
+DASH = "—"
+
+
+def _accuracy_text(mean, sd, low, high, n_values) -> str:
+    """``0.8373 [0.802, 0.868]`` for one run, ``0.8373 ± 0.0100 [0.825, 0.850]`` over seeds."""
+    if not np.isfinite(mean):
+        return DASH
+    text = f"{mean:.4f}"
+    if n_values > 1:
+        text += f" ± {sd:.4f}"
+    if np.isfinite(low):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def accuracy_summary(values, counts) -> dict:
+    """Mean, standard deviation and 95% interval of one accuracy over a setting's seeds: the
+    Wilson interval over the images for a single run, the t interval over seeds for several."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    counts = list(counts)
+    if len(values) == 1:
+        low, high = accuracy_interval(values[0], counts[0] if counts else None)
+        mean, sd = values[0], math.nan
+    else:
+        mean, sd, low, high = mean_interval(values)
+        low, high = max(low, 0.0), min(high, 1.0)  # an accuracy lies in [0, 1]; NaN stays NaN
+    return {"mean": mean, "std": sd, "low": low, "high": high,
+            "text": _accuracy_text(mean, sd, low, high, len(values))}

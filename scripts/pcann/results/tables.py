@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from pcann.results.markdown import markdown_table
-from pcann.results.stats import ALPHA, accuracy_interval, compare_paired, holm, mean_interval, paired_t
+from pcann.results.stats import (
+    ALPHA,
+    DASH,
+    accuracy_summary,
+    compare_paired,
+    holm,
+    paired_t,
+)
 
 
 ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy")
@@ -60,36 +67,6 @@ def plan_frame(records: list[dict]) -> pd.DataFrame:
 SAMPLE_COUNTS = {"train_accuracy": "n_train", "val_accuracy": "n_val", "test_accuracy": "n_test"}
 #: The mark of a value that differs from its sweep's baseline (Holm-adjusted p < ALPHA).
 SIGNIFICANT_MARK = "*"
-DASH = "—"
-
-
-def _accuracy_text(mean, sd, low, high, n_values) -> str:
-    """``0.8373 [0.802, 0.868]`` for one run, ``0.8373 ± 0.0100 [0.825, 0.850]`` over seeds."""
-    if not np.isfinite(mean):
-        return DASH
-    text = f"{mean:.4f}"
-    if n_values > 1:
-        text += f" ± {sd:.4f}"
-    if np.isfinite(low):
-        text += f" [{low:.3f}, {high:.3f}]"
-    return text
-
-
-def accuracy_summary(values, counts) -> dict:
-    """Mean, standard deviation and 95% interval of one accuracy over a setting's seeds: the
-    Wilson interval over the images for a single run, the t interval over seeds for several."""
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    counts = list(counts)
-    if len(values) == 1:
-        low, high = accuracy_interval(values[0], counts[0] if counts else None)
-        mean, sd = values[0], math.nan
-    else:
-        mean, sd, low, high = mean_interval(values)
-        low, high = max(low, 0.0), min(high, 1.0)  # an accuracy lies in [0, 1]; NaN stays NaN
-    return {"mean": mean, "std": sd, "low": low, "high": high,
-            "text": _accuracy_text(mean, sd, low, high, len(values))}
-
-
 def summarise(plan: pd.DataFrame, runs: pd.DataFrame, table: str) -> pd.DataFrame:
     """Rows of ``table``, one per value, with every accuracy's mean, standard deviation and 95%
     interval over seeds (see :func:`accuracy_summary`), diverged runs counted."""

@@ -49,7 +49,7 @@ JOB_SECONDS = {
 }
 #: A rule not listed above (a target rule with no work of its own counts nothing).
 OTHER_JOB_SECONDS = 1.0
-TARGET_RULES = ("all", "predict")
+TARGET_RULES = ("all", "predict", "search")
 #: Start-up of a preprocessing job (numpy, OpenCV, scikit-learn imported), before its data work.
 PREPROCESSING_START_SECONDS = 1.2
 #: Snakemake's own work per job in the main process (selecting, starting and finishing it).
@@ -268,3 +268,20 @@ def planned_jobs(dag, seconds_of) -> list[PlannedJob]:
             )
         )
     return planned
+
+
+def search_lines(plan) -> list[str]:
+    """The cost block's lines of an adaptive search: its rungs, and the estimated training of the
+    whole search, of which the jobs above are only the part known before its rungs decide."""
+    if plan.search is None:
+        return []
+    search = plan.search
+    expected, most = plan.search_estimate()
+    sizes = ", ".join(f"{n} at {e}" for n, e in zip(search.rung_sizes(), search.rungs))
+    return [
+        f"  search {search.name}: {plural(len(search.candidates), 'candidate')} x {plural(len(search.seeds), 'seed')}, "
+        f"candidates at epochs: {sizes}",
+        f"  the whole search: about {duration(expected * TRAINING_EXPECTED_FRACTION)} of training "
+        f"(at most {duration(most * TRAINING_EXPECTED_FRACTION)}); each rung's jobs are known once "
+        "the rung before has decided",
+    ]

@@ -47,3 +47,11 @@ def features_dir(protocol: str, n_components) -> str:
 
 def features_file(protocol: str, n_components) -> str:
     return f"{features_dir(protocol, n_components)}/features.npz"
+
+
+#: Adaptive searches: one folder each (rung decisions, the result, its figure).
+SEARCH_ROOT = f"{RESULTS}/search"
+
+
+def search_dir(name: str) -> str:
+    return f"{SEARCH_ROOT}/{name}"

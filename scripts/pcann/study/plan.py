@@ -23,6 +23,7 @@ from pcann.study.grid import (
     unique_settings,
 )
 from pcann.preprocessing.features import split_sizes
+from pcann.search.space import Search, search_from_config
 from pcann.study.resources import (
     estimated_seconds,
     schedule_estimates,
@@ -35,6 +36,7 @@ from pcann.study.paths import (
     EXPLORER,
     FIGURES,
     MODEL_FILES_TABLE,
+    search_dir,
     PLAN_FILE,
     REPORT_FRONT,
     RUNS_TABLE,
@@ -119,6 +121,8 @@ class StudyPlan:
         self.n_components = config["n_components"]
         self.rows: list[PlanRow] = study_plan(config)
         self.settings: list[Setting] = unique_settings(self.rows)
+        #: The adaptive search, if the configuration has one (its runs are decided as it goes).
+        self.search: Search | None = search_from_config(config)
         self.per_run_outputs = per_run_outputs_mode(config["per_run_outputs"], len(self.settings))
         #: The runs that get per-run figures, a model file and a test-set evaluation.
         self.plotted: list[Setting] = plotted_settings(self.rows, self.per_run_outputs)
@@ -142,11 +146,13 @@ class StudyPlan:
         #: whose inputs change.
         self.segments: list[Setting] = []
         self._split_long_runs(max_job_minutes, trained_from)
+        #: Every run the search may train (every candidate at every rung), beyond the study's.
+        self.search_settings: list[Setting] = self._add_search_runs()
         #: run folder -> (own, critical path) estimated seconds of its training job
         self.estimates: dict[str, tuple[float, float]] = {
             run.run_dir: (own * estimate_scale, path * estimate_scale)
             for run, (own, path) in schedule_estimates(
-                self.settings + self.segments, self.continued, **self._sizes
+                self.settings + self.segments + self.search_settings, self.continued, **self._sizes
             ).items()
         }
         self.headline: list[PlanRow] = [row for row in self.rows if row.table == "headline"]
@@ -202,6 +208,24 @@ class StudyPlan:
                 previous = segment
             continued[setting] = previous
         self.continued = continued
+
+    def _add_search_runs(self) -> list[Setting]:
+        """The search's runs that the study does not have, each continuing its candidate's run
+        of the rung before. A run the study has keeps the study's way of training it (and so its
+        inputs): a search added to a finished study re-runs none of it."""
+        if self.search is None:
+            return []
+        known = set(self.settings) | set(self.segments)
+        for later, earlier in self.search.continued().items():
+            if later not in known:
+                self.continued[later] = earlier
+        runs = [
+            run
+            for candidate in self.search.candidates
+            for rung in range(len(self.search.rungs))
+            for run in self.search.runs(candidate, rung)
+        ]
+        return [run for run in dict.fromkeys(runs) if run not in known]
 
     def _keep_trained_chain(self, setting, start, continued, planned, trained_from) -> None:
         """Plan the segments a finished run was trained from, as their runs' records say."""
@@ -315,6 +339,61 @@ class StudyPlan:
     @staticmethod
     def explorer_file() -> str:
         return EXPLORER
+
+    # --- the adaptive search ----------------------------------------------------------------
+
+    def search_files(self) -> dict:
+        """The search's own files: ``rungs`` (one table per rung), ``result`` (JSON),
+        ``markdown`` and ``figure`` (PNG, SVG)."""
+        folder = search_dir(self.search.name)
+        return {
+            "rungs": [f"{folder}/rung_{k}.csv" for k in range(len(self.search.rungs))],
+            "result": f"{folder}/result.json",
+            "markdown": f"{folder}/search.md",
+            "figure": figure_files(f"{folder}/search"),
+        }
+
+    def search_outputs(self) -> list[str]:
+        """Every file of the finished search (the winner's model file and evaluation are inputs
+        of its result)."""
+        if self.search is None:
+            return []
+        files = self.search_files()
+        return [*files["rungs"], files["result"], files["markdown"], *files["figure"]]
+
+    def search_reference(self) -> tuple[str, list[Setting]]:
+        """What the search's winner is compared with, paired by seed on the test images: the
+        study's first headline run of the searched network (its baseline when no headline run
+        has that network), at each of the search's seeds."""
+        search = self.search
+        for row in self.headline:
+            if row.network == search.network:
+                label, setting = f"headline run {row.value}", row.setting
+                break
+        else:
+            label = f"{search.network} baseline"
+            setting = next(r.setting for r in self.rows if r.network == search.network and r.is_baseline)
+        return label, [replace(setting, seed=seed) for seed in search.seeds]
+
+    def search_estimate(self) -> tuple[float, float]:
+        """Estimated single-core seconds of the whole search's training: (expected, at most).
+        Which candidates go on is not known before they run: expected is the rung's size times
+        its candidates' mean cost, at most the cost of its most expensive candidates."""
+        search = self.search
+        expected = most = 0.0
+        previous = 0
+        for size, epochs in zip(search.rung_sizes(), search.rungs):
+            costs = sorted(
+                (
+                    estimated_seconds(search.setting(candidate, epochs, 0), epochs=epochs - previous, **self._sizes)
+                    for candidate in search.candidates
+                ),
+                reverse=True,
+            )
+            expected += size * sum(costs) / len(costs) * len(search.seeds)
+            most += sum(costs[:size]) * len(search.seeds)
+            previous = epochs
+        return expected * self.estimate_scale, most * self.estimate_scale
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -430,5 +509,6 @@ class StudyPlan:
         spread = self.seed_spread_files()
         files += [spread["csv"], spread["md"], *spread["figure"]]
         files += figure_files(f"{FIGURES}/data/samples")
+        files += self.search_outputs()
         return files
 

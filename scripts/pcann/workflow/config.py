@@ -181,6 +181,10 @@ def _batch_size_keys(config: dict, batch_size: int) -> list[str]:
     for index, entry in enumerate(config.get("headline", [])):
         if entry.get("batch_size") == batch_size:
             keys.append(f"headline[{index}].batch_size")
+    candidates = (config.get("search") or {}).get("candidates", {})
+    for kind in ("grid", "random"):
+        if batch_size in (candidates.get(kind) or {}).get("batch_size", []):
+            keys.append(f"search.candidates.{kind}.batch_size")
     return keys or ["batch_size"]
 
 
@@ -204,7 +208,11 @@ def check_plan_fits_data(settings, config: dict, n_train_folder: int, n_features
         fit_rows = n_train_folder if protocol == "study" else n_train
         limit = min(fit_rows, n_features)
         if n_features and n_components > limit:
-            key = "n_components" if n_components == config["n_components"] else "components_sweep"
+            key = (
+                "n_components" if n_components == config["n_components"]
+                else "search.n_components" if n_components == (config.get("search") or {}).get("n_components")
+                else "components_sweep"
+            )
             problems.append(
                 f"config key {key}: {n_components} is more than PCA can keep under "
                 f"protocol {protocol}: at most min(samples={fit_rows}, features={n_features}) = {limit}"

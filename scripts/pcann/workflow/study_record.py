@@ -35,7 +35,7 @@ PER_COMMAND_KEYS = (
 )
 #: Config keys whose values replace the shipped ones as a whole when a study file or --config
 #: gives them, instead of being merged key by key: a study file lists the networks it wants.
-REPLACED_KEYS = ("networks",)
+REPLACED_KEYS = ("networks", "search")
 #: Config keys renamed since: the old name is still read, with a notice (old -> new).
 RENAMED_KEYS = {"plot_runs": "per_run_outputs"}
 #: Recorded fields that identify the data; any difference stops the run.

@@ -13,6 +13,7 @@ Design and measurements: docs/terminal.md.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -37,6 +38,10 @@ SNAKEMAKE_CHATTER = (
     "This was a dry-run",
     "Waiting for running jobs to complete",
     "Reasons:",
+    # checkpoints (an adaptive search's rungs): pcann prints each rung's decision instead
+    "DAG of jobs will be updated after completion",
+    "Updating checkpoint dependencies",
+    "The run involves checkpoint jobs",
 )
 #: A progress line at least every this fraction of the jobs, and at least every this many seconds.
 PROGRESS_STEP = 0.1
@@ -62,16 +67,38 @@ class QuietSnakemakeFilter(logging.Filter):
         return not message.startswith(SNAKEMAKE_CHATTER)
 
 
-def training_line(metrics_file: Path, run: str) -> str:
-    """``study/pca2/hidden=...: validation 0.8571, test 0.8614`` from a run's metrics.json."""
+def _accuracy(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def training_line(metrics_file: Path, run: str, show_test: bool = True) -> str:
+    """``study/pca2/hidden=...: validation 0.8571, test 0.8614`` from a run's metrics.json
+    (validation only for a run of an adaptive search, which selects without the test set)."""
     try:
         metrics = json.loads(Path(metrics_file).read_text())
     except (OSError, ValueError):
         return f"trained {run} (its metrics.json is not readable yet)"
-    line = f"trained {run}: validation {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
+    line = f"trained {run}: validation {_accuracy(metrics['val_accuracy'])}"
+    if show_test:
+        line += f", test {_accuracy(metrics['test_accuracy'])}"
     if metrics.get("diverged"):
         line += f" (diverged at epoch {metrics.get('diverged_epoch')})"
     return line
+
+
+def rung_line(table: Path) -> str:
+    """``search rung 1 (90 epochs): 3 of 8 go on: hidden=...`` from a rung's table."""
+    try:
+        with open(table, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return f"decided {table} (not readable yet)"
+    going = [row["candidate"] for row in rows if row["decision"] != "stopped"]
+    what = "the winner" if rows and rows[0]["decision"] == "winner" else f"{len(going)} of {len(rows)} go on"
+    return (
+        f"search {table.parent.name} rung {rows[0]['rung']} ({rows[0]['epochs']} epochs): "
+        f"{what}: {', '.join(going[:3])}{', ...' if len(going) > 3 else ''}"
+    )
 
 
 def busy_machine_note(load: float | None = None, cpus: int | None = None) -> list[str]:
@@ -93,17 +120,22 @@ class Progress:
 
     def __init__(self, job_seconds: dict[int, float], wall_seconds: float, started: float):
         self.job_seconds = job_seconds
-        self.total_work = sum(job_seconds.values()) or 1.0
+        self.total_work = sum(job_seconds.values())
         self.wall_seconds = wall_seconds
         self.started = started
         self.done_work = 0.0
+
+    def add(self, jobid: int, seconds: float) -> None:
+        """A job Snakemake planned after the start (after a checkpoint: a search's next rung)."""
+        self.job_seconds[jobid] = seconds
+        self.total_work += seconds
 
     def finished(self, jobid: int) -> None:
         self.done_work += self.job_seconds.get(jobid, 0.0)
 
     def remaining(self, now: float) -> float:
         elapsed = now - self.started
-        share = min(1.0, self.done_work / self.total_work)
+        share = min(1.0, self.done_work / self.total_work) if self.total_work > 0 else 0.0
         planned = self.wall_seconds * (1 - share)
         extrapolated = elapsed * (1 - share) / share if share > 0 else planned
         return max(0.0, (1 - share) * planned + share * extrapolated)
@@ -117,10 +149,16 @@ class Progress:
 class TerminalReport(logging.Handler):
     """Prints pcann's lines to the terminal from Snakemake's log events (see the module)."""
 
-    def __init__(self, workflow, seconds_of, stream=None, verbose: bool = False):
+    def __init__(self, workflow, seconds_of, stream=None, verbose: bool = False, notes=lambda: [],
+                 test_hidden=lambda run_dir: False):
         super().__init__(level=logging.INFO)
         self.workflow = workflow
         self.seconds_of = seconds_of
+        #: more lines for the cost block (an adaptive search's estimate), and the runs whose
+        #: test accuracy the terminal leaves out (a search's own runs)
+        self.notes = notes
+        self.test_hidden = test_hidden
+        self.rungs: dict[int, Path] = {}  # search_rung jobid -> its table
         self.stream = stream or sys.stderr
         self.verbose = verbose
         self.lock_ = threading.Lock()
@@ -169,34 +207,50 @@ class TerminalReport(logging.Handler):
         local_cores = getattr(workflow.resource_settings, "local_cores", None) or 1
         estimate = CostEstimate.of(jobs, cores, cluster=cluster, local_cores=local_cores)
         lines = estimate.lines(dry_run=dry_run)
+        lines.extend(self.notes())
         if not cluster:
             lines.extend(busy_machine_note())
         if not self.verbose and not dry_run:
             lines.append(f"  each job's log: under results/; Snakemake's per-job output: {VERBOSE_VARIABLE}=1")
         self.write(lines)
         if not dry_run:
-            seconds = {}
-            for job in dag.needrun_jobs():
-                seconds[job.jobid] = self.seconds_of(job)
-                if job.rule.name == "train":
-                    metrics = next((f for f in job.output if str(f).endswith("metrics.json")), None)
-                    if metrics is not None:
-                        run = str(Path(metrics).parent).split("runs/", 1)[-1]
-                        self.runs[job.jobid] = (run, Path(metrics))
-            self.progress = Progress(seconds, estimate.wall_seconds, time.monotonic())
-            self.total = len(seconds)
+            self.progress = Progress({}, estimate.wall_seconds, time.monotonic())
+            self.register_jobs()
+            self.total = len(self.progress.job_seconds)
             self.last_shown = (0, self.progress.started)
+
+    def register_jobs(self) -> None:
+        """Follow the jobs Snakemake will run: at the start, and again when a checkpoint has
+        added jobs (a search's next rung)."""
+        for job in self.workflow.dag.needrun_jobs():
+            if job.jobid in self.progress.job_seconds:
+                continue
+            self.progress.add(job.jobid, self.seconds_of(job))
+            if job.rule.name == "train":
+                metrics = next((f for f in job.output if str(f).endswith("metrics.json")), None)
+                if metrics is not None:
+                    run = str(Path(metrics).parent).split("runs/", 1)[-1]
+                    self.runs[job.jobid] = (run, Path(metrics))
+            elif job.rule.name == "search_rung":
+                self.rungs[job.jobid] = Path(job.output[0])
 
     def job_finished(self, jobid: int) -> None:
         if self.progress is None:
             return
+        if jobid not in self.progress.job_seconds:
+            self.register_jobs()
         self.progress.finished(jobid)
+        line = None
         if jobid in self.runs:
             run, metrics = self.runs.pop(jobid)
+            line = training_line(metrics, run, show_test=not self.test_hidden(str(metrics.parent)))
+        elif jobid in self.rungs:
+            line = rung_line(self.rungs.pop(jobid))
+        if line:
             now = time.monotonic()
             # the count is that of the finished jobs before this one: Snakemake sends PROGRESS next
             prefix = self.progress.prefix(self.done + 1, max(self.total, 1), now)
-            self.write([f"{prefix} {training_line(metrics, run)}"])
+            self.write([f"{prefix} {line}"])
             self.last_shown = (self.done + 1, now)
 
     def show_progress(self, done: int, total: int) -> None:
@@ -211,7 +265,8 @@ class TerminalReport(logging.Handler):
             self.last_shown = (done, now)
 
 
-def install(workflow, seconds_of, environ=os.environ) -> TerminalReport:
+def install(workflow, seconds_of, environ=os.environ, notes=lambda: [],
+            test_hidden=lambda run_dir: False) -> TerminalReport:
     """Add pcann's terminal report to Snakemake's logger and, unless ``PCANN_VERBOSE`` is set,
     the quiet filter to Snakemake's own terminal handler."""
     from snakemake.logging import logger
@@ -223,6 +278,7 @@ def install(workflow, seconds_of, environ=os.environ) -> TerminalReport:
             stream = handler.stream
             if not verbose:
                 handler.addFilter(QuietSnakemakeFilter())
-    report = TerminalReport(workflow, seconds_of, stream=stream, verbose=verbose)
+    report = TerminalReport(workflow, seconds_of, stream=stream, verbose=verbose, notes=notes,
+                            test_hidden=test_hidden)
     logger.addHandler(report)
     return report

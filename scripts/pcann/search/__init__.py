@@ -1,0 +1,1 @@
+"""Adaptive search: successive halving over epochs that continues saved networks."""
