@@ -4,12 +4,14 @@
 #                RUNS_TABLE, SUMMARY, REPORT_FRONT, MODEL_FILES_TABLE, PLAN_FILE, RUN_DIR,
 #                FEATURES_DIR, PREDICTION_DIR, zscore_file, features_file (pcann.study.paths)
 #   the study    PLAN, DATA_SIZE, PCA_SOLVER, DATA_DIR, IMAGE_SCAN, DATA_LABEL, TRAINING_PARAMS
-#   inputs       data_inputs, shorter_run_input, predict_targets, predict_inputs, predict_dir
+#   inputs       data_inputs, shorter_run_input, predict_targets, predict_inputs, predict_dir,
+#                search_rung_inputs, search_result_inputs (a search's rungs, read as they are decided)
 #   resources    training_priority, training_runtime_minutes, training_mem_mb, AGGREGATION_PRIORITY
 #   Slurm        SLURM_RUN, SLURM_PARTITION, training_group, slurm_training_jobs
 #   the report   for_report, reported_figures, headline_figure_files, report_category,
 #                report_labels, run_label
 #   hooks        check_predict_trains_nothing, record_study (the Snakefile's onstart)
+import csv
 import difflib
 import functools
 import json
@@ -59,6 +61,7 @@ from pcann.study.paths import (  # noqa: E402
     zscore_file,
 )
 from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, StudyPlan  # noqa: E402
+from pcann.search.halving import kept_names  # noqa: E402
 from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
@@ -394,6 +397,73 @@ def report_labels(table_name):
         if table_name.startswith(prefix):
             return {"network": network, "content": f"table: {table_name[len(prefix):]}"}
     return {"network": "headline runs", "content": f"table: {table_name}"}
+
+
+# --- the adaptive search (rules/search.smk) ---------------------------------------------------
+def read_rung(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def rung_rows(rung):
+    """The decisions of a rung, once its checkpoint has run (Snakemake re-plans from here)."""
+    return read_rung(checkpoints.search_rung.get(rung=rung).output.table)
+
+
+def rung_candidates(rung):
+    """The candidates a rung trains: all at the first, those the rung before kept after it."""
+    search = PLAN.search
+    if rung == 0:
+        return list(search.candidates)
+    return [search.candidate_named(name) for name in kept_names(rung_rows(rung - 1))]
+
+
+def run_files(settings, name):
+    return [f"{setting.run_dir}/{name}" for setting in settings]
+
+
+def search_rung_inputs(wildcards):
+    rung = int(wildcards.rung)
+    if rung >= len(PLAN.search.rungs):
+        stop(
+            f"search {PLAN.search.name} has rungs 0 to {len(PLAN.search.rungs) - 1}; "
+            f"there is no rung {rung}"
+        )
+    runs = [run for c in rung_candidates(rung) for run in PLAN.search.runs(c, rung)]
+    return {"metrics": run_files(runs, "metrics.json")}
+
+
+def search_result_inputs(wildcards):
+    """Every rung's table, each candidate's longest runs' histories (the figure), the winner's
+    runs with their model files and evaluations, and the reference runs it is compared with.
+    """
+    search = PLAN.search
+    last_rung = {}
+    for rung in range(len(search.rungs)):
+        for row in rung_rows(rung):
+            last_rung[row["candidate"]] = rung
+    winner = search.candidate_named(kept_names(rung_rows(len(search.rungs) - 1))[0])
+    winner_runs = search.runs(winner, len(search.rungs) - 1)
+    reference_runs = PLAN.search_reference()[1]
+    return {
+        "rungs": SEARCH_FILES["rungs"],
+        "histories": [
+            path
+            for name, rung in last_rung.items()
+            for path in run_files(
+                search.runs(search.candidate_named(name), rung), "history.csv"
+            )
+        ],
+        "winner_metrics": run_files(winner_runs, "metrics.json"),
+        "winner_predictions": run_files(winner_runs, "predictions.npz"),
+        "winner_outputs": [
+            path
+            for run in winner_runs
+            for path in (*PLAN.run_figures(run), *PLAN.evaluation_files(run))
+        ],
+        "reference_metrics": run_files(reference_runs, "metrics.json"),
+        "reference_predictions": run_files(reference_runs, "predictions.npz"),
+    }
 
 
 # --- model files and predictions (rules/model.smk, rules/predict.smk) ------------------------

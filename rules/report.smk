@@ -202,9 +202,11 @@ rule summary:
         figures=rules.study_figures.output,
         evaluation=PLAN.evaluation_summary_files(),
         tables_html=PLAN.table_files("html"),
-        search=[PLAN.search_files()["markdown"], PLAN.search_files()["figure"][0]]
-        if PLAN.search
-        else [],
+        search=(
+            [PLAN.search_files()["markdown"], PLAN.search_files()["figure"][0]]
+            if PLAN.search
+            else []
+        ),
     output:
         SUMMARY,
         front=report(

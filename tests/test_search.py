@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import run_snakemake, snakemake_command, snakemake_env, tiny_study_config
 from support import REPO, copy_workflow
 
 from pcann import PcannError
-from pcann.search.halving import CandidateScore, decide_rung, kept_names, score
+from pcann.search.halving import decide_rung, kept_names, score
 from pcann.search.space import Candidate, random_candidates, rung_epochs, search_from_config, survivors
 from pcann.workflow.config import ConfigError, check_config, load_config_file
 

@@ -675,3 +675,56 @@ def test_the_fruits_360_sized_study_plans_for_a_four_hour_partition(slurm_cluste
     # the longest run ([512, 1024], 1000 epochs, batch 16: 346 min) is two jobs of 500 epochs
     long_run = "study/pca2/hidden=512-1024_epochs={}_lr=0.005_batch=16_seed=1"
     assert {long_run.format(500), long_run.format(1000)} <= {members for *_, members in jobs}, jobs
+
+
+# --- the adaptive search on Slurm (issue #24) ----------------------------------------------------
+
+#: A search of the test network: 4 candidates, rungs at 2 and 6 epochs keeping 4 and 2; its
+#: reference is the headline run the module's runs already trained.
+SEARCH = {
+    "name": "slurm",
+    "network": "tiny",
+    "candidates": {"grid": {"lr": [0.3, 1.0, 2.0, 3.0]}},
+    "min_epochs": 2,
+    "max_epochs": 6,
+    "seeds": [1],
+}
+
+
+def search_workdir(source: Path, parent: Path, name: str) -> Path:
+    """A copy of a finished run's folder (its preprocessing and reference run done) with the
+    search added to its configuration."""
+    workdir = parent / name
+    shutil.copytree(source, workdir, symlinks=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**TEST_CONFIG, "search": SEARCH}, sort_keys=False))
+    return workdir
+
+
+def search_files(workdir: Path) -> dict[str, bytes]:
+    results = workdir / "results"
+    patterns = ("search/slurm/rung_*.csv", "search/slurm/result.json", "runs/**/metrics.json", "runs/**/history.csv")
+    return {str(p.relative_to(results)): p.read_bytes() for pattern in patterns for p in sorted(results.glob(pattern))}
+
+
+def test_a_search_on_slurm_with_a_job_cancelled_midway_decides_as_a_local_search(slurm_and_local_runs, tmp_path):
+    """The search's trainings go through Slurm, one of them is cancelled while it runs (the
+    profile's retry resubmits it), and the decisions and every run file equal a local search's."""
+    cluster, local = slurm_and_local_runs
+    assert cluster.returncode == 0 and local.returncode == 0
+    local_search = Snakemake(search_workdir(local.workdir, tmp_path, "local-search"), "--cores", "2", "search").wait()
+    assert local_search.returncode == 0, local_search
+    run = Snakemake(
+        search_workdir(cluster.workdir, tmp_path, "slurm-search"), "--profile", "profiles/slurm", *SLURM_TEST_FLAGS,
+        "search", timeout=300,
+    )
+    job = cancel_first_running_job(run, within=200, settle=0.5)
+    assert job, f"never saw a search training RUNNING to cancel it\n{run}"
+    assert run.returncode == 0, run
+    assert "Trying to restart job" in run.output, run
+    submissions = submitted_logs(run.output)
+    # 4 candidates at 2 epochs, 2 at 6, and the cancelled one again: each its own Slurm job
+    assert len([log for log in submissions if "/rule_train/" in log]) == 7, submissions
+    expected, produced = search_files(local_search.workdir), search_files(run.workdir)
+    assert any(name.startswith("search/") for name in expected)
+    assert sorted(produced) == sorted(expected)
+    assert [name for name in expected if produced[name] != expected[name]] == []
