@@ -227,7 +227,9 @@ PLAN = StudyPlan(
 )
 # Impossible batch sizes or component counts stop the run here, before any job.
 try:
-    check_plan_fits_data(PLAN.settings, config, N_TRAIN_FOLDER, N_FEATURES)
+    check_plan_fits_data(
+        PLAN.settings + PLAN.search_settings, config, N_TRAIN_FOLDER, N_FEATURES
+    )
 except PcannError as error:
     stop(error)
 #: The training options shared by every run; changing one re-runs every training job.

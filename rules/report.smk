@@ -203,7 +203,11 @@ rule summary:
         evaluation=PLAN.evaluation_summary_files(),
         tables_html=PLAN.table_files("html"),
         search=(
-            [PLAN.search_files()["markdown"], PLAN.search_files()["figure"][0]]
+            [
+                PLAN.search_files()["markdown"],
+                PLAN.search_files()["figure"][0],
+                PLAN.search_files()["result"],
+            ]
             if PLAN.search
             else []
         ),

@@ -168,7 +168,7 @@ def markdown(result, rungs, figure, data_label) -> str:
     ]
     for rows in rungs:
         lines += [
-            f"### Rung {rows[0]['rung']}: {rows[0]['epochs']} epochs, {len(rows)} candidates",
+            f"### Rung {rows[0]['rung']}: {rows[0]['epochs']} epochs, {len(rows)} candidate{'s' * (len(rows) != 1)}",
             "",
             markdown_table(
                 ["rank", "candidate", "validation accuracy", "decision", "why"],

@@ -1,6 +1,7 @@
 """Rule summary: results/summary.md, the study's tables and figures on one page."""
 
 import html
+import json
 import os
 import re
 from pathlib import Path
@@ -34,6 +35,7 @@ def main(smk):
         f"- Protocol `{smk.params.protocol}`; {smk.params.n_components} PCA components keep "
         f"{kept['explained_variance_ratio'].sum():.1%} of the variance "
         f"(ratios {', '.join(f'{v:.4f}' for v in kept['explained_variance_ratio'])}).",
+        *search_overview(smk.input.get("search", [])),
         "",
     ]
     order = [n for n in smk.params.names if not n.startswith("sweep")] + [
@@ -62,11 +64,22 @@ def main(smk):
     save_text(smk.output.front, report_front(overview, sentences, headline))
 
 
+def search_overview(files):
+    """The overview's line on the adaptive search: its winner and test accuracy."""
+    if not files:
+        return []
+    result = json.loads(Path(files[2]).read_text())
+    return [f"- Search `{result['search']}`: {len(result['rungs'])} rungs from "
+            f"{result['rungs'][0]['candidates']} candidates; winner `{result['winner']}` at "
+            f"{result['epochs']} epochs, test accuracy {result['test_accuracy']['text']} "
+            f"({result['reference']['label']}: {result['reference']['test_accuracy']['text']})."]
+
+
 def search_section(files, out_dir):
     """The adaptive search's page (its search.md), its figure linked from here."""
     if not files:
         return []
-    markdown, figure = map(Path, files)
+    markdown, figure = map(Path, files[:2])
     text = markdown.read_text().replace(f"]({figure.name})", f"]({_link(figure, out_dir)})")
     return ["", text]
 

@@ -377,3 +377,31 @@ def test_raising_the_maximum_or_adding_a_candidate_trains_only_what_that_changes
     }
     assert set(finished_runs(workdir)) - set(before) == expected
     assert len(members[0]) == 7 and len(expected) >= 4
+
+
+@pytest.mark.workflow
+def test_the_study_with_a_search_shows_it_in_the_summary_and_the_report(searched, tmp_path):
+    source, _ = searched
+    workdir = tmp_path / "study"
+    shutil.copytree(source, workdir, symlinks=True)
+    run_snakemake(workdir, "--cores", "2")
+    result = json.loads((workdir / SEARCH_DIR / "result.json").read_text())
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert f"- Search `tiny`: 3 rungs from 5 candidates; winner `{result['winner']}` at 36 epochs" in summary
+    assert "## Search tiny" in summary and "](search/tiny/search.png)" in summary
+    assert "### Rung 2: 36 epochs, 1 candidate\n" in summary
+    run_snakemake(workdir, "--report", "results/report.html")
+    report = (workdir / "results" / "report.html").read_text(errors="replace")
+    assert "rung_0.csv" in report and "search.png" in report
+
+
+@pytest.mark.workflow
+def test_a_search_batch_size_larger_than_the_training_split_stops_before_any_job(tmp_path):
+    config = search_config(candidates={"grid": {"batch_size": [8, 4096]}})
+    workdir = copy_workflow(tmp_path / "too-large", config)
+    result = run_snakemake(workdir, "--cores", "1", "search", "--dry-run", check=False)
+    assert result.returncode == 1
+    assert "config key search.candidates.grid.batch_size: 4096 is larger than the training split (48 of the 60" in (
+        result.stdout + result.stderr
+    )
+    assert not (workdir / "results" / "runs").exists()
