@@ -236,12 +236,19 @@ def rung_members(workdir: Path) -> dict[int, set[str]]:
     return members
 
 
+def study_copy(tiny_study, dest: Path, config: dict) -> Path:
+    """A copy of the finished tiny study (its preprocessing and runs done) with ``config``."""
+    shutil.copytree(tiny_study[0], dest, symlinks=True)
+    return copy_workflow(dest, config)
+
+
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """The tiny search run once with --cores 2, and the dry run before it."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("search"), search_config())
-    dry = run_snakemake(workdir, "--cores", "2", "search", "--dry-run")
-    run_snakemake(workdir, "--cores", "2", "search")
+def searched(tiny_study, tmp_path_factory):
+    """The tiny study with the tiny search added, run to the end with --cores 2 (the study's
+    runs were done: the search's are trained), and the dry run before it."""
+    workdir = study_copy(tiny_study, tmp_path_factory.mktemp("search") / "study", search_config())
+    dry = run_snakemake(workdir, "--cores", "2", "--dry-run")
+    run_snakemake(workdir, "--cores", "2")
     return workdir, dry.stdout + dry.stderr
 
 
@@ -250,7 +257,8 @@ def test_the_dry_run_shows_the_first_rung_and_the_estimate_of_the_whole_search(s
     _, dry = searched
     assert "search tiny: 5 candidates x 2 seeds, candidates at epochs: 5 at 4, 2 at 12, 1 at 36" in dry, dry
     assert "the whole search: about" in dry and "each rung's jobs are known once the rung before has decided" in dry
-    # the first rung's trainings (5 candidates x 2 seeds) are known before anything runs
+    # the first rung's trainings (5 candidates x 2 seeds) are known before anything runs; the
+    # study's runs are done
     assert "  train 10," in dry, dry
 
 
@@ -316,9 +324,11 @@ def test_a_promoted_candidate_continues_and_equals_a_fresh_run_byte_for_byte(sea
 
 
 @pytest.mark.workflow
-def test_a_search_killed_midway_trains_nothing_it_finished_and_ends_the_same_with_one_core(searched, tmp_path):
+def test_a_search_killed_midway_trains_nothing_it_finished_and_ends_the_same_with_one_core(
+    searched, tiny_study, tmp_path
+):
     reference, _ = searched
-    workdir = copy_workflow(tmp_path / "killed", search_config())
+    workdir = study_copy(tiny_study, tmp_path / "killed", search_config())
     process = subprocess.Popen(
         [*snakemake_command(), "--cores", "1", "search"], cwd=workdir, env=snakemake_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -333,7 +343,7 @@ def test_a_search_killed_midway_trains_nothing_it_finished_and_ends_the_same_wit
         process.wait()
     assert not (workdir / SEARCH_DIR / "result.json").exists(), "killed too late: the search had ended"
     before = finished_runs(workdir)
-    assert len(before) >= 10
+    assert len(before) >= len(finished_runs(tiny_study[0])) + 10
     # a SIGKILLed Snakemake leaves its lock behind: the README's way on
     run_snakemake(workdir, "--unlock")
     run_snakemake(workdir, "--cores", "1", "search")
@@ -380,16 +390,15 @@ def test_raising_the_maximum_or_adding_a_candidate_trains_only_what_that_changes
 
 
 @pytest.mark.workflow
-def test_the_study_with_a_search_shows_it_in_the_summary_and_the_report(searched, tmp_path):
-    source, _ = searched
-    workdir = tmp_path / "study"
-    shutil.copytree(source, workdir, symlinks=True)
-    run_snakemake(workdir, "--cores", "2")
+def test_the_study_with_a_search_shows_it_in_the_summary_and_the_report(searched):
+    workdir, _ = searched
     result = json.loads((workdir / SEARCH_DIR / "result.json").read_text())
     summary = (workdir / "results" / "summary.md").read_text()
     assert f"- Search `tiny`: 3 rungs from 5 candidates; winner `{result['winner']}` at 36 epochs" in summary
     assert "## Search tiny" in summary and "](search/tiny/search.png)" in summary
     assert "### Rung 2: 36 epochs, 1 candidate\n" in summary
+    front = (workdir / "results" / "report_front.html").read_text()
+    assert "Search <code>tiny</code>" in front
     run_snakemake(workdir, "--report", "results/report.html")
     report = (workdir / "results" / "report.html").read_text(errors="replace")
     assert "rung_0.csv" in report and "search.png" in report
