@@ -414,3 +414,14 @@ def test_a_search_batch_size_larger_than_the_training_split_stops_before_any_job
         result.stdout + result.stderr
     )
     assert not (workdir / "results" / "runs").exists()
+
+
+@pytest.mark.workflow
+def test_the_search_target_without_a_search_block_says_how_to_add_one(tmp_path):
+    workdir = copy_workflow(tmp_path / "no-search", tiny_study_config())
+    result = run_snakemake(workdir, "--cores", "1", "search", "--dry-run", check=False)
+    assert result.returncode == 1
+    assert (
+        "Error: the search target needs a search: block in the configuration; see studies/search.yaml"
+        in result.stdout + result.stderr
+    )
