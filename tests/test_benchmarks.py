@@ -123,3 +123,29 @@ def test_study_benchmark_tells_snakemakes_own_cpu_time_from_its_jobs(tmp_path, m
     assert returncode == 0
     assert 0.3 <= own < 0.55, own
     assert total - own >= 0.6, (own, total)
+
+
+@pytest.mark.workflow
+def test_search_benchmark_sets_the_methods_side_by_side_and_prints_the_targets():
+    import re
+
+    out = run_benchmark(
+        "bench_search.py", "--quick", "--no-optuna", "--data-dir", "", "--generated-classes", "4", timeout=120,
+    )
+    assert out.startswith("CPU: ") and "## generated: 4 demo classes" in out
+    number = r"\d+(?:\.\d+)?"
+    accuracy = rf"{number} \[{number}, {number}\]"
+    for method in (
+        "pcann search (snakemake --cores 2)", "the search's rungs replayed in-process",
+        "full grid at 6 epochs (in-process)", "scikit-learn HalvingGridSearchCV",
+    ):
+        row = rf"^\| {re.escape(method)} \| {number} \| {number} \| \d+ \| hidden=\S+ \| {number} \| {accuracy} \| "
+        assert re.search(row, out, re.M), (method, out)
+    assert "Optuna" not in out.split("| method |")[1].split("\n\n")[0]
+    for target in (
+        rf"^target: search CPU <= 1/4 of the grid's: {number} s / {number} s = {number} .* -> (met|MISSED)$",
+        rf"^target: the search's winner not significantly worse than the grid's best: .*McNemar p = {number}.* -> (met|MISSED)$",
+        rf"^target: search CPU < scikit-learn halving CPU for the same decisions: {number} s vs {number} s = {number}x; \d of 2 decisions .* -> (met|MISSED)",
+    ):
+        assert re.search(target, out, re.M), (target, out)
+    assert "validation accuracies equal the rung tables' for 6 of 6 runs" in out
