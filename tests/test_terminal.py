@@ -13,7 +13,7 @@ import pytest
 
 from conftest import copy_workflow, run_snakemake, tiny_study_config
 from pcann.study.cost import CostEstimate, PlannedJob, duration, parse_duration, simulated_wall_seconds, wrap_items
-from pcann.workflow.terminal import QuietSnakemakeFilter, busy_machine_note, training_line
+from pcann.workflow.terminal import QuietSnakemakeFilter, busy_machine_note, rung_line, training_line
 
 #: A pcann progress line: "[12/65 0:09, ~0:21 left] ..." (no time left on the last one).
 PROGRESS = re.compile(r"^\[\s*(\d+)/(\d+) (?:\d+:)?\d+:\d\d(?:, ~((?:\d+:)?\d+:\d\d) left)?\] ", re.M)
@@ -104,6 +104,19 @@ def test_a_training_line_gives_both_accuracies_to_four_digits(tmp_path):
     )
     assert training_line(metrics, "study/pca2/run") == "trained study/pca2/run: validation 0.8571, test 0.8614"
     assert "not readable" in training_line(tmp_path / "missing.json", "study/pca2/run")
+    # a search's own run: selected without the test set, so the terminal does not show it
+    assert training_line(metrics, "study/pca2/run", show_test=False) == "trained study/pca2/run: validation 0.8571"
+
+
+def test_a_rung_line_names_the_candidates_that_go_on_or_the_winner(tmp_path):
+    folder = tmp_path / "search" / "two_layer"
+    folder.mkdir(parents=True)
+    header = "rung,epochs,rank,candidate,decision\n"
+    (folder / "rung_0.csv").write_text(header + "".join(
+        f"0,30,{rank},c{rank},{'kept' if rank <= 2 else 'stopped'}\n" for rank in range(1, 6)))
+    (folder / "rung_1.csv").write_text(header + "1,90,1,c2,winner\n1,90,2,c1,stopped\n")
+    assert rung_line(folder / "rung_0.csv") == "search two_layer rung 0 (30 epochs): 2 of 5 go on: c1, c2"
+    assert rung_line(folder / "rung_1.csv") == "search two_layer rung 1 (90 epochs): the winner: c2"
 
 
 def test_a_busy_machine_is_named_beside_the_estimate():
