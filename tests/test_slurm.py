@@ -412,8 +412,11 @@ def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
 #: `retries: 1`) and the shutdown take seconds; a hang is SIGKILLed at the test's timeout.
 STOP_SECONDS = 60
 
-#: A job of its own beside the workflow's, RUNNING while the trainings' group job is submitted.
+#: A job of its own beside the workflow's, RUNNING while the trainings' group job is submitted:
+#: it ends when the test creates NEIGHBOUR_RELEASE (once the run printed what it waits for), or
+#: after NEIGHBOUR_SECONDS at the latest.
 NEIGHBOUR_SECONDS = 60
+NEIGHBOUR_RELEASE = "neighbour.release"
 NEIGHBOUR_SNAKEFILE = f"""include: "Snakefile"
 
 
@@ -424,8 +427,22 @@ rule neighbour:
         runtime=5,
         mem_mb=100,
     shell:
-        "sleep {NEIGHBOUR_SECONDS} && touch {{output}}"
+        "for i in $(seq {NEIGHBOUR_SECONDS * 10}); do [ -e {NEIGHBOUR_RELEASE} ] && break; sleep 0.1; done; "
+        "touch {{output}}"
 """
+
+
+def release_neighbour_once_printed(run: Snakemake, line: str):
+    """Create NEIGHBOUR_RELEASE in ``run``'s folder once ``run`` has printed ``line`` (or ended,
+    or NEIGHBOUR_SECONDS after its start): the neighbour job stops waiting, as if its sleep
+    ended there. Until then it runs, as a fixed sleep of NEIGHBOUR_SECONDS would."""
+    try:
+        while run.process.poll() is None and time.monotonic() - run.started < NEIGHBOUR_SECONDS:
+            if line in run.logfile.read_text(errors="replace"):
+                break
+            time.sleep(0.2)
+    finally:
+        (run.workdir / NEIGHBOUR_RELEASE).touch()
 
 
 def preprocessed_workdir(parent: Path, name: str, until: str) -> Path:
@@ -461,9 +478,13 @@ def test_group_job_over_max_time_stops_the_run_while_another_job_runs(slurm_clus
     slurm = ("--profile", "profiles/slurm", *SLURM_TEST_FLAGS)
     # 4 trainings, 2 side by side (--cores 2): 2 rounds of 40 min, over short's MaxTime of 60
     too_long = ("--set-resources", "train:slurm_partition=short", "train:runtime=40")
-    run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180).wait()
-    print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
     reason = "group job training1: time limit 80 min exceeds the MaxTime of partition 'short' (60 min)"
+    run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180)
+    try:
+        release_neighbour_once_printed(run, reason)
+    finally:
+        run.wait()
+    print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
     assert_stopped_naming(run, reason)
     assert "slurm_job_minutes" in run.output, run  # what to change
     # the group was refused while the neighbour ran; the neighbour then finished and was kept
