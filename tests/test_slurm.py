@@ -70,8 +70,10 @@ ACCOUNTING = os.environ.get("PCANN_SLURM_ACCOUNTING") == "1"
 
 #: Flags added to `--profile profiles/slurm` (otherwise used as shipped), and why:
 SLURM_TEST_FLAGS = [
-    # first status poll after 2 s instead of 40 s: ~14 s per job instead of ~50 s
-    "--slurm-init-seconds-before-status-checks", "2",
+    # first status poll after 1 s (the least the plugin accepts) instead of 40 s; while no job
+    # ends, the plugin waits 10 s longer each time: a job of a few seconds is seen done after
+    # ~12 s instead of ~50 s (after ~14 s with 2 s)
+    "--slurm-init-seconds-before-status-checks", "1",
     # the test node may have 2 CPUs: a group job asks for at most --cores CPUs (profile: 8)
     "--cores", "2",
     # one local disk, nothing to wait for
@@ -169,7 +171,7 @@ def snakemake_argv(*args: str, timeout: int = RUN_TIMEOUT) -> list[str]:
 class Snakemake:
     """One snakemake process in the background, its output (stdout and stderr) in a file."""
 
-    def __init__(self, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT):
+    def __init__(self, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT, env: dict | None = None):
         self.workdir, self.timeout = workdir, timeout
         self.logfile = workdir.parent / f"{workdir.name}.snakemake.log"
         self.started = time.monotonic()
@@ -181,7 +183,7 @@ class Snakemake:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so kill() reaches snakemake too
                 # these tests read Snakemake's per-job output (resources, group members, retries)
-                env={**os.environ, "PCANN_VERBOSE": "1"},
+                env={**os.environ, "PCANN_VERBOSE": "1", **(env or {})},
             )
 
     def kill(self):
@@ -362,17 +364,43 @@ def training_only_workdir(local: Snakemake, parent: Path, name: str) -> Path:
     return workdir
 
 
-def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_runs, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def training_only_runs(slurm_and_local_runs, tmp_path_factory):
+    """Two runs of only the trainings (training_only_workdir), side by side, as each mostly waits
+    for Slurm's status polls: ``(plugin, cancel, cancelled job)``.
+
+    ``plugin``: without pcann's group workaround (PCANN_SLURM_PLUGIN_GROUPS=1). ``cancel``: with
+    it, its group job scancelled a few seconds after it starts RUNNING (so that the cancel ends
+    running trainings); ``cancelled job`` as _queue() listed it, or None."""
+    _, local = slurm_and_local_runs
+    parent = tmp_path_factory.mktemp("training-only")
+    cancel = Snakemake(
+        training_only_workdir(local, parent, "cancel-group"),
+        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+    )  # fmt: skip
+    try:
+        plugin = Snakemake(
+            training_only_workdir(local, parent, "plugin-groups"),
+            "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+            env={"PCANN_SLURM_PLUGIN_GROUPS": "1"},
+        )  # fmt: skip
+    except BaseException:
+        cancel.kill()
+        cancel.wait()
+        raise
+    try:
+        job = cancel_first_running_job(cancel, within=180, settle=3)
+    finally:
+        plugin.wait()
+    return plugin, cancel, job
+
+
+def test_plugin_alone_still_runs_group_members_one_at_a_time(training_only_runs):
     """The upstream defect that pcann.workflow.cluster works around (snakemake-executor-plugin-slurm#469):
     without the workaround, the same group job runs its trainings one after another. When this
     fails, a plugin version runs them side by side itself: check whether the workaround can go
     (docs/slurm.md)."""
-    monkeypatch.setenv("PCANN_SLURM_PLUGIN_GROUPS", "1")
-    _, local = slurm_and_local_runs
-    run = Snakemake(
-        training_only_workdir(local, tmp_path, "plugin-groups"),
-        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
-    ).wait()  # fmt: skip
+    run, _, _ = training_only_runs
     assert run.returncode == 0, run
     windows = training_windows(run.workdir)
     span = max(end for _, end in windows) - min(start for start, _ in windows)
@@ -382,15 +410,13 @@ def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_run
     assert not overlaps, f"members overlap without pcann's workaround: upstream fixed? {windows}"
 
 
-def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
+def test_cancelled_training_group_is_retried(slurm_and_local_runs, training_only_runs):
     """scancel the RUNNING group job: with the profile's retries it is resubmitted, and the runs
     it then trains are still those of the local run, byte for byte. Only the training is left
     to do (training_only_workdir)."""
     _, local = slurm_and_local_runs
-    workdir = training_only_workdir(local, tmp_path, "cancel-group")
-    run = Snakemake(workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240)
-    # a few seconds after it starts, so that the cancel ends running trainings
-    job = cancel_first_running_job(run, within=180, settle=3)
+    _, run, job = training_only_runs
+    workdir = run.workdir
     assert job, f"never saw the group job RUNNING to cancel it\n{run}"
     assert job["comment"] == "rule_training1_train", job  # the one packed training job
     cancelled = job["id"]
