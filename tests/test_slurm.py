@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -582,19 +583,42 @@ def test_group_job_that_sbatch_refuses_stops_the_run(slurm_cluster, tmp_path):
     assert not jobs_of(run), run
 
 
-@pytest.mark.parametrize("retries", ["profile", "0"])
-def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
+#: The retry settings of test_cancelled_job_is_retried_or_reported: the profile's, and none.
+CANCEL_RETRIES = ("profile", "0")
+
+
+@pytest.fixture(scope="module")
+def cancelled_jobs(slurm_cluster, tmp_path_factory):
+    """One run per CANCEL_RETRIES value, side by side (each mostly waits for Slurm's status
+    polls, and its make_demo_data job needs one of the node's CPUs): the first of its Slurm jobs
+    seen RUNNING scancelled. ``{retries: (run, cancelled job as _queue() listed it, or None)}``."""
+    parent = tmp_path_factory.mktemp("cancel")
+    runs = {}
+    try:
+        for retries in CANCEL_RETRIES:
+            extra = [] if retries == "profile" else ["--retries", retries]
+            extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
+            runs[retries] = Snakemake(
+                make_workdir(parent, f"cancel-{retries}"),
+                "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
+                timeout=180,
+            )  # fmt: skip
+    except BaseException:
+        for run in runs.values():
+            run.kill()
+            run.wait()
+        raise
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {retries: pool.submit(cancel_first_running_job, run, within=120) for retries, run in runs.items()}
+        return {retries: (runs[retries], future.result()) for retries, future in futures.items()}
+
+
+@pytest.mark.parametrize("retries", CANCEL_RETRIES)
+def test_cancelled_job_is_retried_or_reported(cancelled_jobs, retries):
     """scancel a RUNNING job: with the profile's retries it is resubmitted and the run completes;
     with --retries 0 snakemake exits non-zero naming the rule and the Slurm job. Never hangs.
     Also checks the documented per-run partition override (start-slurm.sh defines "short")."""
-    extra = [] if retries == "profile" else ["--retries", retries]
-    extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
-    run = Snakemake(
-        make_workdir(tmp_path, f"cancel-{retries}"),
-        "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
-        timeout=180,
-    )  # fmt: skip
-    job = cancel_first_running_job(run, within=120)
+    run, job = cancelled_jobs[retries]
     assert job, f"never saw the job RUNNING to cancel it\n{run}"
     assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
     cancelled = job["id"]
