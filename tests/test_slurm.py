@@ -472,12 +472,29 @@ def release_neighbour_once_printed(run: Snakemake, line: str):
         (run.workdir / NEIGHBOUR_RELEASE).touch()
 
 
-def preprocessed_workdir(parent: Path, name: str, until: str) -> Path:
-    """A copy of the workflow with its preprocessing run locally up to rule ``until``."""
+def preprocessed_workdir(parent: Path, name: str, until: str, config: dict | None = None) -> Path:
+    """A copy of the workflow (with ``config``, else TEST_CONFIG) with its preprocessing run
+    locally up to rule ``until``."""
     workdir = make_workdir(parent, name)
+    if config is not None:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     local = Snakemake(workdir, "--cores", "2", "--until", until, timeout=180).wait()
     assert local.returncode == 0, local
     return workdir
+
+
+#: TEST_CONFIG with trainings of a tenth of the epochs (well under a second each): for a test
+#: whose point is which jobs go to Slurm and when, not how long the trainings take. Still four
+#: runs, packed into one group job.
+SHORT_TRAININGS_CONFIG = {
+    **TEST_CONFIG,
+    "networks": {
+        "tiny": {
+            **TEST_CONFIG["networks"]["tiny"],
+            "baseline": {**TEST_CONFIG["networks"]["tiny"]["baseline"], "epochs": TRAINING_EPOCHS // 10},
+        }
+    },
+}
 
 
 def jobs_of(run: Snakemake) -> list[dict]:
@@ -498,7 +515,7 @@ def test_group_job_over_max_time_stops_the_run_while_another_job_runs(slurm_clus
     Snakemake stops with one line naming the group, lets the running job finish, submits nothing
     of the group; re-run without the cause, it continues with the group only. Hung for ever
     (SIGKILLed at the timeout here) when the check raised inside the plugin's submission thread."""
-    workdir = preprocessed_workdir(tmp_path, "group-too-long", until="standardise")
+    workdir = preprocessed_workdir(tmp_path, "group-too-long", until="standardise", config=SHORT_TRAININGS_CONFIG)
     (workdir / "Snakefile.neighbour").write_text(NEIGHBOUR_SNAKEFILE)
     # fit_pca and the neighbour go out first; the group job is ready once fit_pca ends
     targets = ("-s", "Snakefile.neighbour", "neighbour.txt", "all", "--until", "train", "neighbour")
