@@ -19,6 +19,7 @@ import stat
 import subprocess
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -317,15 +318,33 @@ def _non_numeric(data, config, tmp):
     ]
 
 
+def _run_bad_input(case: str, tmp: Path):
+    """Prepare ``case`` in ``tmp`` and run the workflow on it: ``(workdir, expected, result)``."""
+    prepare, dataset = BAD_INPUT[case]
+    data = make_dataset(tmp / "data", **{"n_train": 10, "n_test": 4, **dataset})
+    config, args, expected = prepare(data, tiny_study_config(data_dir=str(data)), tmp)
+    workdir = copy_workflow(tmp / "wf", config)
+    return workdir, expected, run_snakemake(workdir, "--cores", "2", *args, check=False, verbose=True)
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(request, tmp_path_factory):
+    """The runs of the BAD_INPUT cases this session selected, two at a time (each snakemake
+    stops within seconds, mostly on one core): ``{case: future of _run_bad_input's result}``;
+    a case whose preparation or run raised raises again in its own test."""
+    selected = sorted({
+        item.callspec.params["case"] for item in request.session.items
+        if getattr(item, "originalname", None) == "test_bad_input_stops_before_training_and_names_the_problem"
+    })  # fmt: skip
+    folders = {case: tmp_path_factory.mktemp(f"bad-input-{case}") for case in selected}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {case: pool.submit(_run_bad_input, case, folders[case]) for case in selected}
+
+
 @pytest.mark.workflow
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_stops_before_training_and_names_the_problem(tmp_path, case):
-    prepare, dataset = BAD_INPUT[case]
-    data = make_dataset(tmp_path / "data", **{"n_train": 10, "n_test": 4, **dataset})
-    config, args, expected = prepare(data, tiny_study_config(data_dir=str(data)), tmp_path)
-    workdir = copy_workflow(tmp_path / "wf", config)
-
-    result = run_snakemake(workdir, "--cores", "2", *args, check=False, verbose=True)
+def test_bad_input_stops_before_training_and_names_the_problem(bad_input_runs, case):
+    workdir, expected, result = bad_input_runs[case].result()
 
     output = output_of(result)
     assert result.returncode != 0, output[-3000:]

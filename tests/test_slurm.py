@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -70,8 +71,10 @@ ACCOUNTING = os.environ.get("PCANN_SLURM_ACCOUNTING") == "1"
 
 #: Flags added to `--profile profiles/slurm` (otherwise used as shipped), and why:
 SLURM_TEST_FLAGS = [
-    # first status poll after 2 s instead of 40 s: ~14 s per job instead of ~50 s
-    "--slurm-init-seconds-before-status-checks", "2",
+    # first status poll after 1 s (the least the plugin accepts) instead of 40 s; while no job
+    # ends, the plugin waits 10 s longer each time: a job of a few seconds is seen done after
+    # ~12 s instead of ~50 s (after ~14 s with 2 s)
+    "--slurm-init-seconds-before-status-checks", "1",
     # the test node may have 2 CPUs: a group job asks for at most --cores CPUs (profile: 8)
     "--cores", "2",
     # one local disk, nothing to wait for
@@ -169,7 +172,7 @@ def snakemake_argv(*args: str, timeout: int = RUN_TIMEOUT) -> list[str]:
 class Snakemake:
     """One snakemake process in the background, its output (stdout and stderr) in a file."""
 
-    def __init__(self, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT):
+    def __init__(self, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT, env: dict | None = None):
         self.workdir, self.timeout = workdir, timeout
         self.logfile = workdir.parent / f"{workdir.name}.snakemake.log"
         self.started = time.monotonic()
@@ -181,7 +184,7 @@ class Snakemake:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so kill() reaches snakemake too
                 # these tests read Snakemake's per-job output (resources, group members, retries)
-                env={**os.environ, "PCANN_VERBOSE": "1"},
+                env={**os.environ, "PCANN_VERBOSE": "1", **(env or {})},
             )
 
     def kill(self):
@@ -362,17 +365,43 @@ def training_only_workdir(local: Snakemake, parent: Path, name: str) -> Path:
     return workdir
 
 
-def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_runs, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def training_only_runs(slurm_and_local_runs, tmp_path_factory):
+    """Two runs of only the trainings (training_only_workdir), side by side, as each mostly waits
+    for Slurm's status polls: ``(plugin, cancel, cancelled job)``.
+
+    ``plugin``: without pcann's group workaround (PCANN_SLURM_PLUGIN_GROUPS=1). ``cancel``: with
+    it, its group job scancelled a few seconds after it starts RUNNING (so that the cancel ends
+    running trainings); ``cancelled job`` as _queue() listed it, or None."""
+    _, local = slurm_and_local_runs
+    parent = tmp_path_factory.mktemp("training-only")
+    cancel = Snakemake(
+        training_only_workdir(local, parent, "cancel-group"),
+        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+    )  # fmt: skip
+    try:
+        plugin = Snakemake(
+            training_only_workdir(local, parent, "plugin-groups"),
+            "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
+            env={"PCANN_SLURM_PLUGIN_GROUPS": "1"},
+        )  # fmt: skip
+    except BaseException:
+        cancel.kill()
+        cancel.wait()
+        raise
+    try:
+        job = cancel_first_running_job(cancel, within=180, settle=3)
+    finally:
+        plugin.wait()
+    return plugin, cancel, job
+
+
+def test_plugin_alone_still_runs_group_members_one_at_a_time(training_only_runs):
     """The upstream defect that pcann.workflow.cluster works around (snakemake-executor-plugin-slurm#469):
     without the workaround, the same group job runs its trainings one after another. When this
     fails, a plugin version runs them side by side itself: check whether the workaround can go
     (docs/slurm.md)."""
-    monkeypatch.setenv("PCANN_SLURM_PLUGIN_GROUPS", "1")
-    _, local = slurm_and_local_runs
-    run = Snakemake(
-        training_only_workdir(local, tmp_path, "plugin-groups"),
-        "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240,
-    ).wait()  # fmt: skip
+    run, _, _ = training_only_runs
     assert run.returncode == 0, run
     windows = training_windows(run.workdir)
     span = max(end for _, end in windows) - min(start for start, _ in windows)
@@ -382,15 +411,13 @@ def test_plugin_alone_still_runs_group_members_one_at_a_time(slurm_and_local_run
     assert not overlaps, f"members overlap without pcann's workaround: upstream fixed? {windows}"
 
 
-def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
+def test_cancelled_training_group_is_retried(slurm_and_local_runs, training_only_runs):
     """scancel the RUNNING group job: with the profile's retries it is resubmitted, and the runs
     it then trains are still those of the local run, byte for byte. Only the training is left
     to do (training_only_workdir)."""
     _, local = slurm_and_local_runs
-    workdir = training_only_workdir(local, tmp_path, "cancel-group")
-    run = Snakemake(workdir, "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *UNTIL, timeout=240)
-    # a few seconds after it starts, so that the cancel ends running trainings
-    job = cancel_first_running_job(run, within=180, settle=3)
+    _, run, job = training_only_runs
+    workdir = run.workdir
     assert job, f"never saw the group job RUNNING to cancel it\n{run}"
     assert job["comment"] == "rule_training1_train", job  # the one packed training job
     cancelled = job["id"]
@@ -412,8 +439,11 @@ def test_cancelled_training_group_is_retried(slurm_and_local_runs, tmp_path):
 #: `retries: 1`) and the shutdown take seconds; a hang is SIGKILLed at the test's timeout.
 STOP_SECONDS = 60
 
-#: A job of its own beside the workflow's, RUNNING while the trainings' group job is submitted.
+#: A job of its own beside the workflow's, RUNNING while the trainings' group job is submitted:
+#: it ends when the test creates NEIGHBOUR_RELEASE (once the run printed what it waits for), or
+#: after NEIGHBOUR_SECONDS at the latest.
 NEIGHBOUR_SECONDS = 60
+NEIGHBOUR_RELEASE = "neighbour.release"
 NEIGHBOUR_SNAKEFILE = f"""include: "Snakefile"
 
 
@@ -424,16 +454,47 @@ rule neighbour:
         runtime=5,
         mem_mb=100,
     shell:
-        "sleep {NEIGHBOUR_SECONDS} && touch {{output}}"
+        "for i in $(seq {NEIGHBOUR_SECONDS * 10}); do [ -e {NEIGHBOUR_RELEASE} ] && break; sleep 0.1; done; "
+        "touch {{output}}"
 """
 
 
-def preprocessed_workdir(parent: Path, name: str, until: str) -> Path:
-    """A copy of the workflow with its preprocessing run locally up to rule ``until``."""
+def release_neighbour_once_printed(run: Snakemake, line: str):
+    """Create NEIGHBOUR_RELEASE in ``run``'s folder once ``run`` has printed ``line`` (or ended,
+    or NEIGHBOUR_SECONDS after its start): the neighbour job stops waiting, as if its sleep
+    ended there. Until then it runs, as a fixed sleep of NEIGHBOUR_SECONDS would."""
+    try:
+        while run.process.poll() is None and time.monotonic() - run.started < NEIGHBOUR_SECONDS:
+            if line in run.logfile.read_text(errors="replace"):
+                break
+            time.sleep(0.2)
+    finally:
+        (run.workdir / NEIGHBOUR_RELEASE).touch()
+
+
+def preprocessed_workdir(parent: Path, name: str, until: str, config: dict | None = None) -> Path:
+    """A copy of the workflow (with ``config``, else TEST_CONFIG) with its preprocessing run
+    locally up to rule ``until``."""
     workdir = make_workdir(parent, name)
+    if config is not None:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     local = Snakemake(workdir, "--cores", "2", "--until", until, timeout=180).wait()
     assert local.returncode == 0, local
     return workdir
+
+
+#: TEST_CONFIG with trainings of a tenth of the epochs (well under a second each): for a test
+#: whose point is which jobs go to Slurm and when, not how long the trainings take. Still four
+#: runs, packed into one group job.
+SHORT_TRAININGS_CONFIG = {
+    **TEST_CONFIG,
+    "networks": {
+        "tiny": {
+            **TEST_CONFIG["networks"]["tiny"],
+            "baseline": {**TEST_CONFIG["networks"]["tiny"]["baseline"], "epochs": TRAINING_EPOCHS // 10},
+        }
+    },
+}
 
 
 def jobs_of(run: Snakemake) -> list[dict]:
@@ -454,16 +515,20 @@ def test_group_job_over_max_time_stops_the_run_while_another_job_runs(slurm_clus
     Snakemake stops with one line naming the group, lets the running job finish, submits nothing
     of the group; re-run without the cause, it continues with the group only. Hung for ever
     (SIGKILLed at the timeout here) when the check raised inside the plugin's submission thread."""
-    workdir = preprocessed_workdir(tmp_path, "group-too-long", until="standardise")
+    workdir = preprocessed_workdir(tmp_path, "group-too-long", until="standardise", config=SHORT_TRAININGS_CONFIG)
     (workdir / "Snakefile.neighbour").write_text(NEIGHBOUR_SNAKEFILE)
     # fit_pca and the neighbour go out first; the group job is ready once fit_pca ends
     targets = ("-s", "Snakefile.neighbour", "neighbour.txt", "all", "--until", "train", "neighbour")
     slurm = ("--profile", "profiles/slurm", *SLURM_TEST_FLAGS)
     # 4 trainings, 2 side by side (--cores 2): 2 rounds of 40 min, over short's MaxTime of 60
     too_long = ("--set-resources", "train:slurm_partition=short", "train:runtime=40")
-    run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180).wait()
-    print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
     reason = "group job training1: time limit 80 min exceeds the MaxTime of partition 'short' (60 min)"
+    run = Snakemake(workdir, *targets, *slurm, *too_long, timeout=NEIGHBOUR_SECONDS + 180)
+    try:
+        release_neighbour_once_printed(run, reason)
+    finally:
+        run.wait()
+    print(f"\ngroup job over MaxTime: snakemake exit {run.returncode} after {run.seconds:.0f} s")
     assert_stopped_naming(run, reason)
     assert "slurm_job_minutes" in run.output, run  # what to change
     # the group was refused while the neighbour ran; the neighbour then finished and was kept
@@ -535,19 +600,42 @@ def test_group_job_that_sbatch_refuses_stops_the_run(slurm_cluster, tmp_path):
     assert not jobs_of(run), run
 
 
-@pytest.mark.parametrize("retries", ["profile", "0"])
-def test_cancelled_job_is_retried_or_reported(slurm_cluster, tmp_path, retries):
+#: The retry settings of test_cancelled_job_is_retried_or_reported: the profile's, and none.
+CANCEL_RETRIES = ("profile", "0")
+
+
+@pytest.fixture(scope="module")
+def cancelled_jobs(slurm_cluster, tmp_path_factory):
+    """One run per CANCEL_RETRIES value, side by side (each mostly waits for Slurm's status
+    polls, and its make_demo_data job needs one of the node's CPUs): the first of its Slurm jobs
+    seen RUNNING scancelled. ``{retries: (run, cancelled job as _queue() listed it, or None)}``."""
+    parent = tmp_path_factory.mktemp("cancel")
+    runs = {}
+    try:
+        for retries in CANCEL_RETRIES:
+            extra = [] if retries == "profile" else ["--retries", retries]
+            extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
+            runs[retries] = Snakemake(
+                make_workdir(parent, f"cancel-{retries}"),
+                "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
+                timeout=180,
+            )  # fmt: skip
+    except BaseException:
+        for run in runs.values():
+            run.kill()
+            run.wait()
+        raise
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {retries: pool.submit(cancel_first_running_job, run, within=120) for retries, run in runs.items()}
+        return {retries: (runs[retries], future.result()) for retries, future in futures.items()}
+
+
+@pytest.mark.parametrize("retries", CANCEL_RETRIES)
+def test_cancelled_job_is_retried_or_reported(cancelled_jobs, retries):
     """scancel a RUNNING job: with the profile's retries it is resubmitted and the run completes;
     with --retries 0 snakemake exits non-zero naming the rule and the Slurm job. Never hangs.
     Also checks the documented per-run partition override (start-slurm.sh defines "short")."""
-    extra = [] if retries == "profile" else ["--retries", retries]
-    extra += ["--default-resources", "slurm_partition=short", "mem_mb=1000", "runtime=30"]
-    run = Snakemake(
-        make_workdir(tmp_path, f"cancel-{retries}"),
-        "make_demo_data", "--profile", "profiles/slurm", *SLURM_TEST_FLAGS, *extra,
-        timeout=180,
-    )  # fmt: skip
-    job = cancel_first_running_job(run, within=120)
+    run, job = cancelled_jobs[retries]
     assert job, f"never saw the job RUNNING to cancel it\n{run}"
     assert (job["comment"], job["partition"]) == ("rule_make_demo_data", "short"), job
     cancelled = job["id"]
