@@ -75,7 +75,7 @@ def main(smk):
     )
     n_candidates = len(rungs[0])
     epochs = [int(r[0]["epochs"]) for r in rungs]
-    # epochs trained: each candidate as far as it went (continuing, not retraining), every seed
+    # epochs trained per seed: each candidate as far as it went (continuing, not retraining)
     trained = sum(int(row["epochs"]) for rows in rungs for row in rows if row["decision"] != "kept")
     result = {
         "search": smk.params.name,
