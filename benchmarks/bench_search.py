@@ -1,11 +1,12 @@
 """The adaptive search against the full grid, scikit-learn's and Optuna's successive halving.
 
-    python benchmarks/bench_search.py [--data-dir DIR] [--generated-classes 24] [--quick]
-        [--no-optuna] [--no-sklearn] [--keep DIR]
+    python benchmarks/bench_search.py [--data-dir DIR] [--generated-classes 24]
+        [--generated-per-class 400] [--quick] [--no-optuna] [--no-sklearn] [--keep DIR]
 
 On each dataset, (a) the real images (``--data-dir``, default ``$PCANN_FRUITS_DIR``; ``''``
-leaves them out) and (b) a generated one (``--generated-classes`` demo classes, 200 training
-and 50 test images each, ``pcann.data.demo``; 0 leaves it out), the same space of candidates
+leaves them out) and (b) a generated one (``--generated-classes`` demo classes,
+``--generated-per-class`` training-folder images each, 400 by default, and a quarter as many
+test images, ``pcann.data.demo``; 0 classes leaves it out), the same space of candidates
 (a two-layer network: hidden 8, 32, 128, 512 x learning rate 0.001, 0.005, 0.02, 0.1, 0.5 x
 batch 16, 64, 256 = 60 candidates; PCA 2 components, protocol study, seed 1), the same epoch
 budget (30 to 810 epochs, reduction factor 3: rungs 30, 90, 270, 810 keeping 60, 20, 7, 3) and
@@ -106,8 +107,9 @@ class Budget:
 
 FULL = Budget(((8,), (32,), (128,), (512,)), (0.001, 0.005, 0.02, 0.1, 0.5), (16, 64, 256), 30, 810)
 QUICK = Budget(((4,), (16,)), (0.1, 0.5), (32,), 2, 6)
-#: Images per class of the generated dataset: (training folder, test folder, image size).
-GENERATED = {"full": (200, 50, 32), "quick": (40, 10, 16)}
+#: The generated dataset: training-folder images per class (``--generated-per-class``'s default;
+#: a quarter as many test images) and image size.
+GENERATED = {"full": (400, 32), "quick": (40, 16)}
 
 
 @dataclass
@@ -614,6 +616,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("PCANN_FRUITS_DIR", ""),
                         help="the real images (default $PCANN_FRUITS_DIR; '' leaves them out)")
     parser.add_argument("--generated-classes", type=int, default=24, help="classes of the generated dataset (0: none)")
+    parser.add_argument(
+        "--generated-per-class", type=int, default=None,
+        help=f"training-folder images per generated class, a quarter as many test images "
+             f"(default {GENERATED['full'][0]}; {GENERATED['quick'][0]} with --quick)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny space, budget and generated dataset (smoke run)")
     parser.add_argument("--no-optuna", action="store_true")
     parser.add_argument("--no-sklearn", action="store_true")
@@ -631,7 +638,9 @@ def main() -> None:
             data_dir = str(Path(args.data_dir).resolve())
             bench_dataset(f"the real images ({data_dir})", root / "real", study_config(budget, data_dir), args)
         if args.generated_classes:
-            n_train, n_test, size = GENERATED["quick" if args.quick else "full"]
+            default, size = GENERATED["quick" if args.quick else "full"]
+            n_train = args.generated_per_class or default
+            n_test = max(n_train // 4, 1)
             data = generate_demo_dataset(root / "generated-data", n_train, n_test, size, 0, args.generated_classes)
             bench_dataset(
                 f"generated: {args.generated_classes} demo classes, {n_train} + {n_test} images of "
