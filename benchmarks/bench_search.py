@@ -358,9 +358,9 @@ def same_scores(rungs: list[list[dict]], iterations: list[dict[str, float]]) -> 
         for row in rows:
             if row["candidate"] in scores:
                 both += 1
-                same += row["val_accuracy"] != "" and math.isclose(
-                    float(row["val_accuracy"]), scores[row["candidate"]], abs_tol=5e-7
-                )
+                # as the table writes it (6 decimals): a tolerance of 5e-7 fails on k / n exactly
+                # halfway, e.g. 237 / 1920 = 0.1234375, written 0.123438
+                same += row["val_accuracy"] != "" and f"{scores[row['candidate']]:.6f}" == row["val_accuracy"]
     return same, both
 
 
