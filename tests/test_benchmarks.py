@@ -136,16 +136,22 @@ def test_search_benchmark_sets_the_methods_side_by_side_and_prints_the_targets()
     number = r"\d+(?:\.\d+)?"
     accuracy = rf"{number} \[{number}, {number}\]"
     for method in (
-        "pcann search (snakemake --cores 2)", "the search's rungs replayed in-process",
+        "pcann search to its decisions (snakemake --cores 2 results/search/bench/rung_1.csv)",
+        "pcann search complete (+ snakemake --cores 2 search: result, figure, winner's outputs)",
+        "the search's rungs replayed in-process",
         "full grid at 6 epochs (in-process)", "scikit-learn HalvingGridSearchCV",
     ):
         row = rf"^\| {re.escape(method)} \| {number} \| {number} \| \d+ \| hidden=\S+ \| {number} \| {accuracy} \| "
         assert re.search(row, out, re.M), (method, out)
     assert "Optuna" not in out.split("| method |")[1].split("\n\n")[0]
     for target in (
-        rf"^target: search CPU <= 1/4 of the grid's: {number} s / {number} s = {number} .* -> (met|MISSED)$",
+        rf"^target: search CPU <= 1/4 of the grid's: search to its decisions {number} s / grid {number} s = {number} .* -> (met|MISSED)$",
         rf"^target: the search's winner not significantly worse than the grid's best: .*McNemar p = {number}.* -> (met|MISSED)$",
-        rf"^target: search CPU < scikit-learn halving CPU for the same decisions: {number} s vs {number} s = {number}x; \d of 2 decisions .* -> (met|MISSED)",
+        rf"^target: search CPU < scikit-learn halving CPU for the same decisions: search to its decisions {number} s vs {number} s = {number}x .*; \d of 2 decisions .* -> (met|MISSED)",
     ):
         assert re.search(target, out, re.M), (target, out)
     assert "validation accuracies equal the rung tables' for 6 of 6 runs" in out
+    for call in (r"preparation, snakemake --cores 2 \S+features.npz, \S+metrics.json: ",
+                 r"the search to its decisions, snakemake --cores 2 results/search/bench/rung_1.csv: ",
+                 r"the rest of the search, snakemake --cores 2 search: "):
+        assert re.search(rf"^  {call}{number} s \[{number} s\]", out, re.M), (call, out)
