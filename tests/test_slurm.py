@@ -799,13 +799,17 @@ def test_a_search_on_slurm_with_a_job_cancelled_midway_decides_as_a_local_search
     profile's retry resubmits it), and the decisions and every run file equal a local search's."""
     cluster, local = slurm_and_local_runs
     assert cluster.returncode == 0 and local.returncode == 0
-    local_search = Snakemake(search_workdir(local.workdir, tmp_path, "local-search"), "--cores", "2", "search").wait()
-    assert local_search.returncode == 0, local_search
     run = Snakemake(
         search_workdir(cluster.workdir, tmp_path, "slurm-search"), "--profile", "profiles/slurm", *SLURM_TEST_FLAGS,
         "search", timeout=300,
     )
-    job = cancel_first_running_job(run, within=200, settle=0.5)
+    # side by side: the Slurm run mostly waits for status polls
+    local_search = Snakemake(search_workdir(local.workdir, tmp_path, "local-search"), "--cores", "2", "search")
+    try:
+        job = cancel_first_running_job(run, within=200, settle=0.5)
+    finally:
+        local_search.wait()
+    assert local_search.returncode == 0, local_search
     assert job, f"never saw a search training RUNNING to cancel it\n{run}"
     assert run.returncode == 0, run
     assert "Trying to restart job" in run.output, run
