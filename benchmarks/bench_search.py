@@ -1,11 +1,11 @@
 """The adaptive search against the full grid, scikit-learn's and Optuna's successive halving.
 
     python benchmarks/bench_search.py [--data-dir DIR] [--generated-classes 24]
-        [--generated-per-class 400] [--quick] [--no-optuna] [--no-sklearn] [--keep DIR]
+        [--generated-per-class 600] [--quick] [--no-optuna] [--no-sklearn] [--keep DIR]
 
 On each dataset, (a) the real images (``--data-dir``, default ``$PCANN_FRUITS_DIR``; ``''``
 leaves them out) and (b) a generated one (``--generated-classes`` demo classes,
-``--generated-per-class`` training-folder images each, 400 by default, and a quarter as many
+``--generated-per-class`` training-folder images each, 600 by default, and a quarter as many
 test images, ``pcann.data.demo``; 0 classes leaves it out), the same space of candidates
 (a two-layer network: hidden 8, 32, 128, 512 x learning rate 0.001, 0.005, 0.02, 0.1, 0.5 x
 batch 16, 64, 256 = 60 candidates; PCA 2 components, protocol study, seed 1), the same epoch
@@ -123,7 +123,7 @@ QUICK = Budget(((4,), (16,)), (0.1, 0.5), (32,), 2, 6)
 PROBE = {"full": ((128,), 0.02, 64), "quick": ((16,), 0.1, 32)}
 #: The generated dataset: training-folder images per class (``--generated-per-class``'s default;
 #: a quarter as many test images) and image size.
-GENERATED = {"full": (400, 32), "quick": (40, 16)}
+GENERATED = {"full": (600, 32), "quick": (40, 16)}
 
 
 @dataclass
