@@ -1,17 +1,25 @@
 """The adaptive search against the full grid, scikit-learn's and Optuna's successive halving.
 
     python benchmarks/bench_search.py [--data-dir DIR] [--generated-classes 24]
-        [--generated-per-class 400] [--quick] [--no-optuna] [--no-sklearn] [--keep DIR]
+        [--generated-per-class 600] [--quick] [--no-optuna] [--no-sklearn] [--keep DIR]
 
 On each dataset, (a) the real images (``--data-dir``, default ``$PCANN_FRUITS_DIR``; ``''``
 leaves them out) and (b) a generated one (``--generated-classes`` demo classes,
-``--generated-per-class`` training-folder images each, 400 by default, and a quarter as many
+``--generated-per-class`` training-folder images each, 600 by default, and a quarter as many
 test images, ``pcann.data.demo``; 0 classes leaves it out), the same space of candidates
 (a two-layer network: hidden 8, 32, 128, 512 x learning rate 0.001, 0.005, 0.02, 0.1, 0.5 x
 batch 16, 64, 256 = 60 candidates; PCA 2 components, protocol study, seed 1), the same epoch
 budget (30 to 810 epochs, reduction factor 3: rungs 30, 90, 270, 810 keeping 60, 20, 7, 3) and
-the same trainer (``pcann.nn.training.train_network``, the workflow's training options) are
-searched four ways:
+the same trainer (``pcann.nn.training.train_network`` with the same training options: the
+shipped config.yaml's, but ``eval_every`` the first rung's epochs, 30, for every method) are
+searched four ways. ``eval_every`` is how often a run scores its training and validation sets
+for its history; the shipped study scores them every epoch, which costs a method that keeps a
+validation set (the search's runs, the grid, Optuna) more per epoch than scikit-learn's, which
+fits without one. Every rung's epochs are a multiple of the first rung's, so the search's runs
+still continue their shorter runs exactly, and every method scores its validation set at each
+rung's end only. Before the methods, each method's per-epoch cost is measured on one candidate
+with this setting (and with the shipped ``eval_every: 1`` for comparison), and the printout
+states the trainer configuration they all use:
 
 1. **pcann's search** as a user runs it: a copy of the workflow (``tests/support.py``
    ``copy_workflow``) with a study file holding the ``search:`` block, and three
@@ -30,7 +38,9 @@ searched four ways:
    preparation and not again. The search's rungs are also replayed in this process (the
    candidates of its rung tables, each continuing its network of the rung before), which is the
    same training without the workflow around it, so that what the workflow itself costs shows
-   (its validation accuracies are checked against the tables').
+   (its validation accuracies are checked against the tables'). That the search's runs above
+   the first rung continued their shorter run is checked too (``timing.json``'s first epoch,
+   and no "not continuing" warning in any ``train.log``).
 2. **The full grid** at the maximum epochs, in this process on the search run's PCA features
    (``results/features/study/pca2/features.npz``), with ``pcann.study.runs.train_run`` as the
    training jobs call it; the best by the search's rule (validation accuracy, then validation
@@ -51,7 +61,9 @@ against the grid's best, paired on the test images (a method's best that the gri
 is scored from the grid's run: the trainer is deterministic). The target lines are ratios
 measured in this run: the search's CPU time to its decisions at most a quarter of the grid's;
 its winner not significantly worse than the grid's best (McNemar p >= 0.05, or better); its CPU
-time to its decisions below scikit-learn's for the same decisions. A missed target is printed
+time to its decisions below scikit-learn's for the same decisions. The validation accuracies of
+every method (the replay, the grid at the last rung, scikit-learn and Optuna at each rung) are
+compared with the search's rung tables. A missed target is printed
 MISSED with the numbers that explain it. ``--quick`` is a smoke run (4 candidates, 2 to 6 epochs,
 a small generated dataset) of a few tens of seconds.
 """
@@ -107,9 +119,11 @@ class Budget:
 
 FULL = Budget(((8,), (32,), (128,), (512,)), (0.001, 0.005, 0.02, 0.1, 0.5), (16, 64, 256), 30, 810)
 QUICK = Budget(((4,), (16,)), (0.1, 0.5), (32,), 2, 6)
+#: The candidate whose per-epoch cost is measured for every method (the middle of the space).
+PROBE = {"full": ((128,), 0.02, 64), "quick": ((16,), 0.1, 32)}
 #: The generated dataset: training-folder images per class (``--generated-per-class``'s default;
 #: a quarter as many test images) and image size.
-GENERATED = {"full": (400, 32), "quick": (40, 16)}
+GENERATED = {"full": (600, 32), "quick": (40, 16)}
 
 
 @dataclass
@@ -141,6 +155,9 @@ def study_config(budget: Budget, data_dir: str) -> dict:
         }
     }
     config["headline"] = [{"network": "two_layer"}]
+    # the same trainer for every method: score the history at every rung's end only (the shipped
+    # study scores it every epoch); every rung is a multiple of the first, so runs still continue
+    config["training"]["eval_every"] = budget.min_epochs
     config.update(compare_protocols=[], components_sweep=[], seeds=[SEED], n_components=2, protocol="study")
     config["search"] = {
         "name": NAME,
@@ -230,7 +247,19 @@ def run_search(work: Path, search: Search, cores: int):
     timings = {
         p.parent.name: json.loads(p.read_text())["seconds"] for p in (work / "results" / "runs").rglob("timing.json")
     }
+    # continuation: every run above the first rung continues its shorter run (timing.json's first
+    # epoch after 1), and no train.log says "not continuing"
+    first_epochs = [
+        json.loads(p.read_text()).get("first_epoch", 1) for p in (work / "results" / "runs").rglob("timing.json")
+    ]
+    not_continuing = [
+        str(p.relative_to(work)) for p in (work / "results" / "runs").rglob("train.log")
+        if "not continuing" in p.read_text()
+    ]
     jobs = {
+        "continued": sum(first > 1 for first in first_epochs),
+        "above_first": sum(len(rows) for rows in rungs[1:]),
+        "not_continuing": not_continuing,
         "n": len(timings) - (reference.run_id in timings),
         "fit": sum(seconds for name, seconds in timings.items() if name != reference.run_id),
         "reference_fit": timings.get(reference.run_id, math.nan),
@@ -276,6 +305,76 @@ def replay_search(search: Search, rungs: list[list[dict]], features: Features, t
         best.val_accuracy, correct,
     )
     return outcome, same, sum(len(rows) for rows in rungs)
+
+
+# --- each method's per-epoch cost on one candidate ----------------------------------------------
+
+
+def per_epoch_costs(search: Search, features: Features, training: dict, probe: tuple, repeats: int = 3) -> list[str]:
+    """CPU milliseconds per epoch of one candidate over the first rung's epochs, as each method
+    trains it: a training job / the replay / the grid (``train_run``, scoring training and
+    validation sets in the history, then train, validation and test once), scikit-learn's halving
+    (``MLPClassifier.fit`` on the training rows, no validation set, then its score of the
+    validation rows), Optuna (``train_network`` with the validation set, then its accuracy); with
+    ``training``'s ``eval_every`` and with the shipped 1. The best of ``repeats``, one BLAS thread."""
+    from pcann.nn.estimator import MLPClassifier
+
+    hidden, lr, batch_size = probe
+    candidate = Candidate(hidden, lr, batch_size)
+    epochs, n_classes = search.min_epochs, len(features.classes)
+    setting = search.setting(candidate, epochs, SEED)
+
+    def pcann_job(t):
+        train_run(setting, features, t)
+
+    def sklearn_fit(t):
+        model = MLPClassifier(hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=SEED, **t)
+        model.fit(features.X_train, features.y_train).score(features.X_val, features.y_val)
+
+    def optuna_step(t):
+        network = train_network(
+            features.X_train, features.y_train, n_classes, features.X_val, features.y_val,
+            hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=SEED, **t,
+        )
+        evaluate(network, features.X_val, features.y_val)
+
+    methods = {
+        "pcann training job / replay / grid (train_run)": pcann_job,
+        "scikit-learn halving (MLPClassifier.fit, no validation set)": sklearn_fit,
+        "Optuna (train_network with the validation set)": optuna_step,
+    }
+    lines = []
+    with threadpool_limits(1):
+        for name, fit in methods.items():
+            costs = []
+            for every in (training["eval_every"], 1):
+                t = {**training, "eval_every": every}
+                best = math.inf
+                for _ in range(repeats):
+                    started = time.process_time()
+                    fit(t)
+                    best = min(best, time.process_time() - started)
+                costs.append(1000 * best / epochs)
+            lines.append(
+                f"  {name}: {costs[0]:.2f} ms/epoch with eval_every {training['eval_every']} "
+                f"({costs[1]:.2f} with eval_every 1, {costs[1] / costs[0]:.2f}x)"
+            )
+    return [f"per-epoch CPU of one candidate ({candidate.name}, {epochs} epochs, the run's final "
+            f"scoring included; best of {repeats}), as each method trains it:", *lines]
+
+
+def table_matches(rungs: list[list[dict]], search: Search, values: dict[tuple[str, int], float]) -> tuple[int, int]:
+    """(runs of the rung tables whose validation accuracy ``values`` holds equal, as the tables
+    write it (6 decimals), runs both have): ``values`` maps (candidate name, epochs) to a
+    method's validation accuracy."""
+    same = both = 0
+    for k, rows in enumerate(rungs):
+        for row in rows:
+            value = values.get((row["candidate"], search.rungs[k]))
+            if value is not None:
+                both += 1
+                same += row["val_accuracy"] != "" and f"{value:.6f}" == row["val_accuracy"]
+    return same, both
 
 
 # --- 2. the full grid ---------------------------------------------------------------------
@@ -400,7 +499,7 @@ def run_optuna(search: Search, features: Features, training: dict):
         "batch_size": sorted({c.batch_size for c in search.candidates}),
     }
     n_classes = len(features.classes)
-    networks, trained = {}, {}
+    networks, trained, values = {}, {}, {}
 
     def objective(trial):
         candidate = Candidate(
@@ -418,6 +517,7 @@ def run_optuna(search: Search, features: Features, training: dict):
             trained[trial.number] = epochs
             accuracy, _ = evaluate(network, features.X_val, features.y_val)
             value = math.nan if accuracy is None else accuracy
+            values[(candidate.name, epochs)] = value
             trial.report(value, epochs)
             if network.result.diverged or (epochs < search.max_epochs and trial.should_prune()):
                 raise optuna.TrialPruned()
@@ -443,7 +543,7 @@ def run_optuna(search: Search, features: Features, training: dict):
         sum(trained.values()), candidate.name, float(study.best_value), correct,
         [f"Optuna: {complete} of {len(study.trials)} trials reached {search.max_epochs} epochs"],
     )
-    return outcome
+    return outcome, values
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -487,6 +587,15 @@ def bench_dataset(label: str, work: Path, config: dict, args) -> None:
     copy_workflow(work, config)
     print(f"\n## {label}")
     print(search.describe())
+    print(
+        f"trainer, the same for every method: pcann.nn.training.train_network, seed {SEED}, "
+        + ", ".join(f"{key} {value}" for key, value in training.items())
+        + f" (the search's runs: its study file's training block; the in-process methods: the same "
+        f"options). Every run scores its history at every epoch divisible by eval_every and at its "
+        f"last; the search's runs, the replay, the grid and Optuna score the training and validation "
+        f"sets there, scikit-learn's MLPClassifier the training set only (the halving fits it "
+        f"without a validation set and scores the validation rows after each fit)"
+    )
     load_before = os.getloadavg()[0]
     ours, complete, rungs, jobs, calls = run_search(work, search, args.cores)
     features, _ = load_features(work / "results" / "features" / search.protocol / f"pca{search.n_components}" / "features.npz")
@@ -494,9 +603,21 @@ def bench_dataset(label: str, work: Path, config: dict, args) -> None:
         f"data: {len(features.y_train)} train / {len(features.y_val)} val / {len(features.y_test)} test "
         f"images, {len(features.classes)} classes, PCA {features.X_train.shape[1]} components"
     )
+    for line in per_epoch_costs(search, features, training, PROBE["quick" if args.quick else "full"]):
+        print(line)
+    fits = sorted(
+        (json.loads(p.read_text())["fit_seconds"], p.parent.name)
+        for p in (work / "results" / "runs").rglob("timing.json")
+        if p.parent.name != reference_setting(search).run_id
+    )
     replayed, replayed_same, replayed_runs = replay_search(search, rungs, features, training)
     grid, grid_table = run_grid(search, features, training)
     outcomes = [ours, complete, replayed, grid]
+    matches = {
+        "the grid (at the last rung)": table_matches(
+            rungs, search, {(c.name, search.max_epochs): entry[0].val_accuracy for c, entry in grid_table.items()}
+        )
+    }
     sklearn_line = None
     if not args.no_sklearn:
         theirs, iterations = run_sklearn(search, features, training, grid_table)
@@ -509,7 +630,9 @@ def bench_dataset(label: str, work: Path, config: dict, args) -> None:
         except ImportError:
             print("Optuna is not installed (pip install -r requirements-bench.txt): skipped")
         else:
-            outcomes.append(run_optuna(search, features, training))
+            optuna_outcome, optuna_values = run_optuna(search, features, training)
+            outcomes.append(optuna_outcome)
+            matches["Optuna (at each rung it reached)"] = table_matches(rungs, search, optuna_values)
     load_after = os.getloadavg()[0]
     print(table(outcomes, grid))
     for o in outcomes:
@@ -550,6 +673,18 @@ def bench_dataset(label: str, work: Path, config: dict, args) -> None:
         f"the same training, to the decisions: {ours.cpu:.1f} - {replayed.cpu:.1f} = {workflow:.1f} s "
         f"CPU ({workflow / max(jobs['n'] + jobs['rungs'], 1):.2f} s per job), {ours.cpu / replayed.cpu:.2f}x the replay's"
     )
+    print(
+        f"continuation: {jobs['continued']} of the {jobs['above_first']} runs above the first rung "
+        f"continued their shorter run (timing.json's first epoch after 1); \"not continuing\" in "
+        f"{len(jobs['not_continuing'])} train.log" + (f": {', '.join(jobs['not_continuing'])}" if jobs["not_continuing"] else "")
+    )
+    if fits:
+        print(
+            f"the search's {len(fits)} training jobs, the trainer's own fit (timing.json fit_seconds): "
+            f"{sum(f for f, _ in fits):.1f} s wall in all, {fits[0][0]:.2f} to {fits[-1][0]:.2f} s a run"
+        )
+    for method, (same, both) in matches.items():
+        print(f"validation accuracies of {method} equal the rung tables' for {same} of the {both} runs both trained")
     print(f"load average (1 min): {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs")
     ratio = ours.cpu / grid.cpu
     met = ratio <= 0.25
