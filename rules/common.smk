@@ -11,7 +11,6 @@
 #   the report   for_report, reported_figures, headline_figure_files, report_category,
 #                report_labels, run_label
 #   hooks        check_predict_trains_nothing, record_study (the Snakefile's onstart)
-import csv
 import difflib
 import functools
 import json
@@ -61,7 +60,7 @@ from pcann.study.paths import (  # noqa: E402
     zscore_file,
 )
 from pcann.study.plan import PER_RUN_OUTPUTS_AUTO_LIMIT, StudyPlan  # noqa: E402
-from pcann.search.halving import kept_names  # noqa: E402
+from pcann.search.halving import kept_names, read_rung_table  # noqa: E402
 from pcann.study.resources import (  # noqa: E402
     DataSize,
     load_images_mem_mb,
@@ -402,14 +401,9 @@ def report_labels(table_name):
 
 
 # --- the adaptive search (rules/search.smk) ---------------------------------------------------
-def read_rung(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def rung_rows(rung):
     """The decisions of a rung, once its checkpoint has run (Snakemake re-plans from here)."""
-    return read_rung(checkpoints.search_rung.get(rung=rung).output.table)
+    return read_rung_table(checkpoints.search_rung.get(rung=rung).output.table)
 
 
 def rung_candidates(rung):

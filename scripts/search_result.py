@@ -2,7 +2,6 @@
 comparison with the study's reference run, and the figure of every candidate's validation accuracy
 (``result.json``, ``search.md``, ``search.{png,svg}``)."""
 
-import csv
 import json
 import logging
 import re
@@ -14,26 +13,26 @@ from pcann.io import load_columns_csv, load_npz, save_json, save_text
 from pcann.results.markdown import markdown_table
 from pcann.results.plots import save_figure, search_figure
 from pcann.results.stats import accuracy_summary, compare_paired, paired_t
+from pcann.search.halving import read_rung_table
+from pcann.search.space import Candidate
+from pcann.study.grid import RUN_ID_TEMPLATE, WILDCARD_PATTERNS
 from pcann.study.paths import RUNS_ROOT
 from pcann.workflow.rule import run_rule
 
 logger = logging.getLogger("pcann.search_result")
-RUN_FOLDER = re.compile(r"hidden=(?P<hidden>[^_]+)_epochs=[0-9]+_lr=(?P<lr>[^_]+)_batch=(?P<batch>[0-9]+)_seed=[0-9]+")
+#: A run folder's name, its values captured (pcann.study.grid's own template and patterns).
+RUN_FOLDER = re.compile(RUN_ID_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in WILDCARD_PATTERNS.items()}))
 
 
 def candidate_of(path) -> str:
     """The candidate a run folder belongs to (its setting without epochs and seed)."""
-    match = RUN_FOLDER.fullmatch(Path(path).parent.name)
-    return f"hidden={match['hidden']}_lr={match['lr']}_batch={match['batch']}"
+    values = RUN_FOLDER.fullmatch(Path(path).parent.name)
+    hidden = tuple(int(h) for h in values["hidden"].split("-"))
+    return Candidate(hidden, float(values["lr"]), int(values["batch_size"])).name
 
 
 def run_name(path) -> str:
     return str(Path(path).parent.relative_to(RUNS_ROOT))
-
-
-def read_rows(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def mean_curves(history_files) -> dict:
@@ -56,7 +55,7 @@ def correct(path) -> np.ndarray:
 
 
 def main(smk):
-    rungs = [read_rows(path) for path in smk.input.rungs]
+    rungs = [read_rung_table(path) for path in smk.input.rungs]
     winner_row = next(row for row in rungs[-1] if row["decision"] == "winner")
     winner = winner_row["candidate"]
     winner_metrics = [json.loads(Path(p).read_text()) for p in smk.input.winner_metrics]

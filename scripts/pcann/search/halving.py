@@ -15,10 +15,10 @@ winner. Every row says why, in words, against the last candidate that went on.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 
-from pcann.results.stats import accuracy_summary
 from pcann.search.space import Candidate, survivors
 
 #: The columns of a rung's table (``rung_<k>.csv``), in order.
@@ -55,6 +55,10 @@ class CandidateScore:
 
 def score(candidate: Candidate, metrics: list[dict]) -> CandidateScore:
     """A candidate's score from the ``metrics.json`` records of its runs at one rung."""
+    # here, not at the top: the workflow reads rung tables with this module when it plans, and
+    # scipy (behind the intervals) would add most of a second to every parse
+    from pcann.results.stats import accuracy_summary
+
     diverged = [m for m in metrics if m["diverged"] or m["val_accuracy"] is None]
     summary = accuracy_summary([m["val_accuracy"] for m in metrics], [m["n_val"] for m in metrics])
     if diverged:
@@ -139,6 +143,12 @@ def decide_rung(rungs: list[int], reduction_factor: int, rung: int, scores: list
 def _number(value: float) -> str:
     """A rung table's number: six decimals, empty where there is none (byte-stable text)."""
     return f"{value:.6f}" if math.isfinite(value) else ""
+
+
+def read_rung_table(path) -> list[dict]:
+    """The rows of a rung's table (``rung_<k>.csv``) as written, text values by column."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def kept_names(rows: list[dict]) -> list[str]:

@@ -13,7 +13,6 @@ Design and measurements: docs/terminal.md.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from pcann.search.halving import read_rung_table
 from pcann.study.cost import CostEstimate, duration, planned_jobs
 from pcann.workflow.rule import VERBOSE_VARIABLE, verbose_requested
 #: Plain Snakemake messages (no event) that only say what it is doing, one or more per job.
@@ -89,8 +89,7 @@ def training_line(metrics_file: Path, run: str, show_test: bool = True) -> str:
 def rung_line(table: Path) -> str:
     """``search rung 1 (90 epochs): 3 of 8 go on: hidden=...`` from a rung's table."""
     try:
-        with open(table, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = read_rung_table(table)
     except OSError:
         return f"decided {table} (not readable yet)"
     going = [row["candidate"] for row in rows if row["decision"] != "stopped"]
